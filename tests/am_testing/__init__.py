@@ -1,0 +1,1 @@
+'''Shared test fixtures: real ROS 2 nodes in subprocesses and an in-test rclpy node.'''
