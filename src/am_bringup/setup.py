@@ -18,7 +18,10 @@ setup(
     zip_safe=True,
     maintainer='am stack developers',
     maintainer_email='am-stack@example.com',
-    description='Launch files, parameter files and the runner that start the am stack on a simulated or real robot.',
+    description=(
+        'Launch files, parameter files and the runner that start the am stack on a '
+        'simulated or real robot.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [],

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='am stack developers',
     maintainer_email='am-stack@example.com',
-    description='Records camera, joint-state and command topics into one rosbag2 (MCAP) bag per episode.',
+    description=(
+        'Records camera, joint-state and command topics into one rosbag2 (MCAP) bag per '
+        'episode.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [],

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='am stack developers',
     maintainer_email='am-stack@example.com',
-    description='Actionable Models: goal-conditioned offline Q-learning from rosbag2 episodes, its baselines, datasets, training and evaluation. Never imports rclpy.',
+    description=(
+        'Actionable Models: goal-conditioned offline Q-learning from rosbag2 episodes, '
+        'its baselines, datasets, training and evaluation. Never imports rclpy.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [],

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='am stack developers',
     maintainer_email='am-stack@example.com',
-    description='Goal-image-conditioned policy node: CEM over a learned Q-function, arm commands through MoveIt Servo or moveit_py, with safety limits.',
+    description=(
+        'Goal-image-conditioned policy node: CEM over a learned Q-function, arm commands '
+        'through MoveIt Servo or moveit_py, with safety limits.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [],

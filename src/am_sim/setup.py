@@ -14,7 +14,11 @@ setup(
     zip_safe=True,
     maintainer='am stack developers',
     maintainer_email='am-stack@example.com',
-    description='Simulated UR5e + Robotiq arm (OGBench manipulation scenes in MuJoCo) behind the same ROS interfaces as a real arm with MoveIt Servo, and a scripted teleoperator.',
+    description=(
+        'Simulated UR5e + Robotiq arm (OGBench manipulation scenes in MuJoCo) behind the '
+        'same ROS interfaces as a real arm with MoveIt Servo, and a scripted '
+        'teleoperator.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [],

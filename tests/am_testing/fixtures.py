@@ -78,7 +78,9 @@ class NodeProcess:
 
 
 @pytest.fixture
-def start_node(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., NodeProcess]]:
+def start_node(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., NodeProcess]]:
     '''Start workspace executables; every one still running is stopped at teardown.'''
     started: list[NodeProcess] = []
 

@@ -1,1 +1,4 @@
-'''Launch files, parameter files and the runner that start the am stack on a simulated or real robot.'''
+'''Launch files, parameter files and the runner that start the am stack on a simulated or real
+
+robot.
+'''

@@ -1,0 +1,1 @@
+'''Datasets: rosbag2 episodes -> time-aligned frames -> a memory-mappable cache.'''
