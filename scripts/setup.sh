@@ -20,6 +20,10 @@ BUILD_STAMP="$ROOT/install/.am-build-stamp"
 
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
+# One setup at a time per checkout: a second one waits instead of racing the first.
+exec 9>"$ROOT/.setup.lock"
+flock 9
+
 die() {
     echo "setup: error: $*" >&2
     exit 1
