@@ -24,6 +24,8 @@ setup(
     ),
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'am-launch = am_bringup.runner:main',
+        ],
     },
 )

@@ -1,0 +1,59 @@
+'''Start the am stack on a robot: `ros2 launch am_bringup robot.launch.py`.
+
+Arguments (all optional):
+  robot:=sim|gazebo|real     sim starts am_sim; gazebo/real include robot_launch and
+                             servo_launch (your robot bringup and MoveIt Servo)
+  commander:=servo|moveit_py how the policy moves the arm
+  checkpoint:=PATH           trained checkpoint folder (am-train's run/checkpoint)
+  record:=true|false         also run the recorder
+  use_sim_time:=true|false   follow /clock
+  robot_launch:=FILE         gazebo/real: launch file of the robot (drivers, controllers)
+  servo_launch:=FILE         gazebo/real: launch file of MoveIt Servo (or move_group)
+
+The node list and parameters come from am_bringup.stack, shared with `am-launch`.
+'''
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from am_bringup.stack import config_dir, robot_stack
+
+ARGUMENTS = (
+    ('robot', 'sim', 'sim | gazebo | real'),
+    ('commander', 'servo', 'servo (MoveIt Servo twists) | moveit_py (planned pose goals)'),
+    ('checkpoint', '', 'trained checkpoint folder'),
+    ('record', 'false', 'also record episodes with the recorder'),
+    ('use_sim_time', 'false', 'use /clock (Gazebo, or am_sim faster than real time)'),
+    ('scene', 'cube-single', 'am_sim scene: cube-single, cube-double, scene, puzzle-3x3'),
+    ('output_dir', '', 'recorder output folder (default from config/recorder.yaml)'),
+    ('real_time_factor', '1.0', 'am_sim speed; > 1 needs use_sim_time:=true'),
+    ('robot_launch', '', 'gazebo/real: your robot bringup launch file'),
+    ('servo_launch', '', 'gazebo/real: your MoveIt Servo launch file'),
+)
+
+
+def _actions(context):
+    args = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    includes = [args.pop('robot_launch'), args.pop('servo_launch')]
+    actions = []
+    if args['robot'] != 'sim':
+        for path in includes:
+            if path:
+                actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(path)))
+    for spec in robot_stack(args):
+        parameters = [str(config_dir() / spec.params_file)] if spec.params_file else []
+        actions.append(Node(
+            package=spec.package, executable=spec.executable, name=spec.name,
+            parameters=parameters + [dict(spec.parameters)],
+            remappings=list(spec.remappings), output='screen',
+        ))
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [DeclareLaunchArgument(name, default_value=default, description=text)
+                for name, default, text in ARGUMENTS]
+    return LaunchDescription(declared + [OpaqueFunction(function=_actions)])
