@@ -20,6 +20,9 @@ setup(
     ),
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'policy = am_policy_node.policy_node:main',
+            'am-goal = am_policy_node.goal_tool:main',
+        ],
     },
 )
