@@ -1,0 +1,292 @@
+'''Configuration of the learning core: one frozen dataclass per concern, every field documented.
+
+The whole configuration of a run is a `TrainConfig`; it is written to a run folder's
+config.json and into every checkpoint, and read back with `TrainConfig.from_dict`, which
+rejects unknown keys and wrong types so a typo in a YAML file is an error, not a silent
+default.
+'''
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+import json
+from pathlib import Path
+import types
+import typing
+from typing import Any, Literal
+
+AGENTS = ('am', 'gcbc', 'her', 'her_neg')
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    '''Shape of the Q-network (or of the GCBC policy network, which shares the trunk).'''
+
+    observation: Literal['image', 'state'] = 'image'
+    '''`image`: conv trunk over the channel-stacked (image, goal image) plus proprioception;
+    `state`: MLP over (state, goal state).'''
+    image_size: int = 64
+    '''Square input resolution of images and goal images; other sizes are resized.'''
+    conv_channels: tuple[int, ...] = (32, 64, 64)
+    '''Output channels of the stride-2 3x3 conv layers of the image trunk.'''
+    trunk_dim: int = 256
+    '''Width of the linear layer after flatten (the per-state feature the head reuses).'''
+    hidden_dims: tuple[int, ...] = (256, 256)
+    '''Hidden layer widths of the head MLP (image) or of the whole MLP (state).'''
+    proprio_dim: int = 7
+    '''Length of the proprioception vector (6 arm joints + gripper opening); 0 for none.'''
+    state_dim: int = 0
+    '''Length of the state vector (state networks only).'''
+    action_dim: int = 5
+    '''Length of the normalised action (see am_learning.conventions).'''
+
+
+@dataclass(frozen=True)
+class RelabelConfig:
+    '''How training examples are cut out of trajectories (the slides' Algorithm 1).'''
+
+    hindsight_goal_prob: float = 0.5
+    '''Probability that an example's goal is the cut's final state s_i (reward 1 on arrival);
+    otherwise it is a random dataset state (goal chaining). Algorithm 1 stores every cut
+    with both goals, i.e. 0.5.'''
+    max_cut_length: int = 0
+    '''If > 0, the transition is drawn from the last `max_cut_length` steps before the cut;
+    0 draws it uniformly from the whole prefix tau_{0:i} as in the slides.'''
+    goal_chaining: bool = True
+    '''Random-goal examples bootstrap the final transition of the cut from the target Q of
+    (s_i, a_i, g). False treats random goals like any other goal (plain TD, no chaining).'''
+    episode_sampling: Literal['uniform', 'length'] = 'length'
+    '''Pick trajectories uniformly or in proportion to their length (every frame equally).'''
+    num_negative_candidates: int = 16
+    '''Uniform action candidates from which negative actions are drawn.'''
+    num_negatives: int = 4
+    '''Negative actions per example, drawn among the candidates with probability
+    proportional to exp(Q / negative_temperature).'''
+    negative_temperature: float = 1.0
+    '''Temperature of the exp(Q) proposal over candidates (in units of Q in [0, 1]).'''
+    negative_weight: float = 1.0
+    '''Weight of the negative-action term (target 0) relative to the TD term.'''
+    random_goal_negative_prob: float = 0.3
+    '''her_neg only: fraction of examples whose goal is a random dataset state with target 0.'''
+
+
+@dataclass(frozen=True)
+class CEMConfig:
+    '''Cross-entropy method over the action box [-1, 1]^A (QT-Opt style).'''
+
+    samples: int = 64
+    '''Actions sampled per iteration.'''
+    iterations: int = 3
+    '''Refinement iterations (the mean/std are refitted to the elites after each).'''
+    elites: int = 6
+    '''Best samples the Gaussian is refitted to.'''
+    init_std: float = 0.5
+    '''Initial standard deviation around the initial mean of zero.'''
+    min_std: float = 0.05
+    '''Floor on the refitted standard deviation, so the search never collapses.'''
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    '''Everything a training run needs besides its dataset.'''
+
+    agent: Literal['am', 'gcbc', 'her', 'her_neg'] = 'am'
+    '''`am` (Actionable Models), or one of the paper's baselines: `gcbc` (goal-conditioned
+    behaviour cloning), `her` (Q-learning with hindsight goals, no negatives), `her_neg`
+    (HER plus random-goal negatives with target 0).'''
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    '''Network shape.'''
+    relabel: RelabelConfig = field(default_factory=RelabelConfig)
+    '''Relabeling probabilities and negative sampling.'''
+    act_cem: CEMConfig = field(default_factory=CEMConfig)
+    '''CEM used for acting (policy, evaluation).'''
+    target_cem: CEMConfig = field(
+        default_factory=lambda: CEMConfig(samples=32, iterations=2, elites=4))
+    '''CEM used for the max in the TD target when target_max == `cem`.'''
+    target_max: Literal['cem', 'sampled'] = 'sampled'
+    '''How max_a Q_target(s', a, g) is taken: `cem` as in the paper, or `sampled`: the max
+    over `target_samples` uniform actions plus the dataset's next action (cheaper on a CPU;
+    a calibration run could not tell the two targets apart).'''
+    target_samples: int = 16
+    '''Uniform actions for target_max == `sampled`.'''
+    loss: Literal['bce', 'mse'] = 'bce'
+    '''Q regression loss. `bce`: cross-entropy between sigmoid(Q) and the target in [0, 1]
+    (the house choice, ARCHITECTURE.md: Q is a reaching probability, and cross-entropy keeps
+    gradients alive when the sigmoid saturates); `mse`: squared error as in the slides' (1).'''
+    gamma: float = 0.95
+    '''Discount: Q(s, a, g) ~ gamma^(steps to reach g).'''
+    batch_size: int = 128
+    '''Examples per update.'''
+    lr: float = 3e-4
+    '''Adam learning rate.'''
+    weight_decay: float = 0.0
+    '''Adam(W) weight decay.'''
+    grad_clip: float = 10.0
+    '''Clip of the global gradient norm (0 disables).'''
+    polyak: float = 0.005
+    '''Target network update: theta_target <- (1 - polyak) theta_target + polyak theta.'''
+    updates: int = 10000
+    '''Total gradient updates of the run.'''
+    log_interval: int = 500
+    '''Updates between diagnostics rows in metrics.csv (and plot refreshes).'''
+    checkpoint_interval: int = 2000
+    '''Updates between checkpoints (the final one is always written).'''
+    seed: int = 0
+    '''Seed of every generator of the run (numpy sampling, torch init, CEM).'''
+    device: str = 'auto'
+    '''`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ...'''
+    channels_last: bool = True
+    '''Train the image trunk in channels_last memory format (faster convs on CPU).'''
+    autocast_bf16: bool = True
+    '''Train under bf16 autocast (CPU with AMX/AVX512-bf16, or CUDA); acting is always fp32.'''
+    num_threads: int = 0
+    '''torch intra-op threads; 0 keeps torch's default.'''
+    diag_batch: int = 64
+    '''Examples per diagnostics estimate.'''
+    finetune_from: str = ''
+    '''Path of an AM checkpoint to initialise the network from (pre-training, then
+    fine-tuning on the task reward); empty trains from scratch.'''
+    task_weight: float = 0.0
+    '''Weight of the task-reward TD loss L_task; 0 trains goal reaching only. With
+    task_weight > 0 the loss is task_weight * L_task + aux_weight * L_g.'''
+    aux_weight: float = 1.0
+    '''xi, the weight of the goal-reaching objective L_g next to L_task (the slides' auxiliary
+    objective; 0 gives plain task Q-learning, e.g. fine-tuning).'''
+    task_reward: Literal['episode_success', 'final_frame'] = 'episode_success'
+    '''Task reward of the task dataset: 1 on the last frame of episodes marked successful
+    in the manifest (`episode_success`), or of every episode (`final_frame`).'''
+    task_positive_prob: float = 0.1
+    '''Fraction of each task batch drawn among the rewarded transitions (sparse rewards are
+    otherwise seen once per episode length).'''
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'TrainConfig':
+        return _from_dict(cls, data, 'config')
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> 'TrainConfig':
+        '''Read a YAML or JSON file (keys as the field names, nested sections as mappings).'''
+        import yaml
+
+        text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f'{path}: expected a mapping of config fields')
+        return cls.from_dict(data)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> 'TrainConfig':
+        '''Apply dotted overrides, e.g. {'relabel.num_negatives': 8, 'lr': 1e-4}.'''
+        data = self.to_dict()
+        for key, value in overrides.items():
+            node = data
+            parts = key.split('.')
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ValueError(f'unknown config section {part!r} in {key!r}')
+                node = node[part]
+            if parts[-1] not in node:
+                raise ValueError(f'unknown config field {key!r}')
+            node[parts[-1]] = value
+        return TrainConfig.from_dict(data)
+
+    def validate(self) -> 'TrainConfig':
+        '''Raise ValueError naming the first field outside its valid range.'''
+        checks = [
+            ('agent', self.agent in AGENTS),
+            ('network.observation', self.network.observation in ('image', 'state')),
+            ('network.image_size', self.network.image_size >= 16),
+            ('network.state_dim', self.network.observation != 'state'
+             or self.network.state_dim > 0),
+            ('relabel.hindsight_goal_prob', 0.0 <= self.relabel.hindsight_goal_prob <= 1.0),
+            ('relabel.random_goal_negative_prob',
+             0.0 <= self.relabel.random_goal_negative_prob <= 1.0),
+            ('relabel.num_negative_candidates', self.relabel.num_negative_candidates >= 1),
+            ('relabel.num_negatives', self.relabel.num_negatives >= 0),
+            ('relabel.negative_temperature', self.relabel.negative_temperature > 0),
+            ('relabel.max_cut_length', self.relabel.max_cut_length >= 0),
+            ('target_max', self.target_max in ('cem', 'sampled')),
+            ('loss', self.loss in ('bce', 'mse')),
+            ('gamma', 0.0 < self.gamma <= 1.0),
+            ('polyak', 0.0 < self.polyak <= 1.0),
+            ('batch_size', self.batch_size >= 1),
+            ('lr', self.lr > 0),
+            ('updates', self.updates >= 0),
+            ('log_interval', self.log_interval >= 1),
+            ('task_weight', self.task_weight >= 0),
+            ('aux_weight', self.aux_weight >= 0),
+            ('task_positive_prob', 0.0 <= self.task_positive_prob <= 1.0),
+        ]
+        for cem_name in ('act_cem', 'target_cem'):
+            cem = getattr(self, cem_name)
+            checks.append((f'{cem_name}.elites', 1 <= cem.elites <= cem.samples))
+            checks.append((f'{cem_name}.iterations', cem.iterations >= 1))
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f'invalid config value for {name}: {_get(self, name)!r}')
+        return self
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split('.'):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f'{where}: expected a mapping, got {value!r}')
+        return _from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f'{where}: {value!r} is not one of {typing.get_args(tp)}')
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f'{where}: expected a list, got {value!r}')
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        return tuple(_coerce(item, v, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f'{where}: expected true/false, got {value!r}')
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f'{where}: expected an integer, got {value!r}')
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f'{where}: expected a number, got {value!r}')
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f'{where}: expected a string, got {value!r}')
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'{where}: unknown field(s) {unknown}; known: {sorted(known)}')
+    kwargs = {k: _coerce(hints[k], v, f'{where}.{k}') for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_differences(a: TrainConfig, b: TrainConfig, section: str = 'network') -> list[str]:
+    '''Dotted names of the fields of `section` whose values differ between a and b.'''
+    da, db = asdict(getattr(a, section)), asdict(getattr(b, section))
+    return [f'{section}.{k}' for k in sorted(da) if da[k] != db.get(k)]
+
+
+__all__ = ['AGENTS', 'CEMConfig', 'NetworkConfig', 'RelabelConfig', 'TrainConfig',
+           'config_differences', 'replace']

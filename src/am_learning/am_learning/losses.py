@@ -1,0 +1,134 @@
+'''Loss functions of the agents: pure functions of (networks, batch, config, generator).
+
+Each returns (loss, metrics) with namespaced metric keys ('critic/q_mean', ...). Q-values
+are probabilities in [0, 1] (sigmoid of the network's logit); the regression loss on them is
+`TrainConfig.loss`: cross-entropy (default) or squared error (the slides' equation (1)).
+'''
+
+import torch
+from torch.nn import functional as F
+
+from am_learning.cem import cem_maximize
+from am_learning.config import TrainConfig
+from am_learning.networks import PolicyNetwork, QNetwork
+from am_learning.relabel import TensorBatch
+
+Metrics = dict[str, float]
+
+
+def q_regression(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    '''Elementwise loss between sigmoid(logits) and targets in [0, 1].'''
+    logits = logits.float()
+    if kind == 'bce':
+        return F.binary_cross_entropy_with_logits(logits, target, reduction='none')
+    return (torch.sigmoid(logits) - target) ** 2
+
+
+@torch.no_grad()
+def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.Tensor,
+               cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples + the dataset action.'''
+    batch, dim = next_action.shape
+    if cfg.target_max == 'cem':
+        def score(actions: torch.Tensor) -> torch.Tensor:
+            return target_net.logits(feature, actions)
+
+        _, best = cem_maximize(score, batch, dim, cfg.target_cem, generator, feature.device)
+        # CEM may miss the dataset's own next action: include it, as QT-Opt's CEM seeds do.
+        data = target_net.logits(feature, next_action.unsqueeze(1))[:, 0]
+        return torch.sigmoid(torch.maximum(best, data.float()))
+    uniform = torch.rand(batch, cfg.target_samples, dim, device=feature.device,
+                         generator=generator) * 2 - 1
+    actions = torch.cat([uniform, next_action.unsqueeze(1)], dim=1)  # (B, K+1, A)
+    return torch.sigmoid(target_net.logits(feature, actions).float().max(dim=1).values)
+
+
+def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,
+                            cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    '''(B, num, A) actions drawn among uniform candidates with p ~ exp(Q / temperature).
+
+    The proposal favours actions the network currently rates highly: those are the
+    overestimated unseen actions the conservative term must push down.
+    '''
+    batch = feature.shape[0]
+    rc = cfg.relabel
+    candidates = torch.rand(batch, rc.num_negative_candidates, cfg.network.action_dim,
+                            device=feature.device, generator=generator) * 2 - 1
+    with torch.no_grad():
+        q = torch.sigmoid(q_net.logits(feature.detach(), candidates).float())  # (B, K)
+        probs = torch.softmax(q / rc.negative_temperature, dim=1)
+        pick = torch.multinomial(probs, num, replacement=True, generator=generator)
+    return torch.gather(candidates, 1, pick.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
+
+
+def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
+                    cfg: TrainConfig, generator: torch.Generator, *,
+                    negatives: bool) -> tuple[torch.Tensor, Metrics]:
+    '''Goal-conditioned TD loss; with `negatives`, plus the conservative term of (1).
+
+    Target per example (see relabel.py for the masks):
+        y = reward + gamma * (bootstrap * max_a Q'(s', a, g) + chain * Q'(s', a', g))
+    where Q' is the target network and a' the dataset action at s' (= s_i for chain
+    examples, the final transition of a cut with a random goal), and y = 0 for random-goal
+    negatives (all masks zero).
+    '''
+    feature = q_net.encode(batch.obs, batch.goal, batch.proprio)  # (B, F)
+    logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]  # (B,)
+    with torch.no_grad():
+        next_feature = target_net.encode(batch.next_obs, batch.goal, batch.next_proprio)
+        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
+        q_data = torch.sigmoid(
+            target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float())
+        y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
+        y = y.clamp_(0.0, 1.0)
+    td = q_regression(logit, y, cfg.loss).mean()
+    q = torch.sigmoid(logit.detach().float())
+    metrics: Metrics = {
+        'critic/td_loss': td.item(),
+        'critic/q_mean': q.mean().item(),
+        'critic/target_mean': y.mean().item(),
+        'critic/positive_fraction': batch.reward.mean().item(),
+        'critic/chain_fraction': batch.chain.mean().item(),
+    }
+    loss = td
+    rc = cfg.relabel
+    if negatives and rc.num_negatives > 0 and rc.negative_weight > 0:
+        neg_actions = sample_negative_actions(q_net, feature, rc.num_negatives, cfg, generator)
+        neg_logit = q_net.logits(feature, neg_actions)  # (B, M)
+        neg = q_regression(neg_logit, torch.zeros_like(neg_logit, dtype=torch.float32),
+                           cfg.loss).mean()
+        loss = loss + rc.negative_weight * neg
+        metrics['critic/negative_loss'] = neg.item()
+        metrics['critic/q_negative_mean'] = torch.sigmoid(neg_logit.detach().float()).mean().item()
+    metrics['critic/loss'] = loss.item()
+    return loss, metrics
+
+
+def gcbc_loss(policy: PolicyNetwork, batch: TensorBatch) -> tuple[torch.Tensor, Metrics]:
+    '''Goal-conditioned behaviour cloning: regress the dataset action, goal = a later state.'''
+    pred = policy(batch.obs, batch.goal, batch.proprio).float()
+    loss = F.mse_loss(pred, batch.action)
+    return loss, {'actor/bc_loss': loss.item(),
+                  'actor/action_abs_error': (pred - batch.action).abs().mean().item()}
+
+
+def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_goal: torch.Tensor,
+              cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
+    '''Task Q-learning with a task reward: Q_task(s, a) = Q(s, a, g_task), g_task fixed.
+
+    batch.reward is the task reward of the transition (1 = the task is done on arrival, a
+    terminal transition); the goal slot holds the fixed task goal, so a pre-trained
+    goal-conditioned network is a valid initialisation of the task Q-function.
+    '''
+    goal = task_goal.expand(batch.obs.shape[0], *task_goal.shape[1:])
+    feature = q_net.encode(batch.obs, goal, batch.proprio)
+    logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]
+    with torch.no_grad():
+        next_feature = target_net.encode(batch.next_obs, goal, batch.next_proprio)
+        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
+        y = (batch.reward + cfg.gamma * (1.0 - batch.reward) * v_max).clamp_(0.0, 1.0)
+    loss = q_regression(logit, y, cfg.loss).mean()
+    return loss, {'task/td_loss': loss.item(),
+                  'task/q_mean': torch.sigmoid(logit.detach().float()).mean().item(),
+                  'task/target_mean': y.mean().item(),
+                  'task/reward_fraction': batch.reward.mean().item()}

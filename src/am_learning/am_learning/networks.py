@@ -1,0 +1,149 @@
+'''Goal-conditioned Q-networks (and the GCBC policy network) for images and state vectors.
+
+Every network is split into a trunk that runs once per (state, goal) and a head that is cheap
+to evaluate for many actions: the CEM of acting, the max of the TD target and the negative
+action candidates all score tens of actions per state, and only the head sees them.
+
+Image trunk (QT-Opt style, with the goal image stacked on the channels, as in the paper):
+    (B, 6, H, W) -> stride-2 3x3 convs -> flatten -> concat proprio -> Linear -> (B, F)
+Head: the first layer is split as W [f; a] = W_f f + W_a a, so W_f f is computed once per
+state and each action costs one small matmul; then an MLP to one logit. sigmoid(logit) is
+Q(s, a, g) in [0, 1].
+'''
+
+import torch
+from torch import nn
+
+from am_learning.config import NetworkConfig
+
+
+def images_to_input(image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    '''uint8 (B, H, W, 3) image and goal -> float (B, 6, H, W) in [-0.5, 0.5].'''
+    x = torch.cat([image, goal], dim=-1).permute(0, 3, 1, 2)
+    return x.float().mul_(1.0 / 255.0).sub_(0.5)
+
+
+class ImageTrunk(nn.Module):
+    '''Conv trunk over the channel-stacked (image, goal image), then proprioception.'''
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 6
+        size = cfg.image_size
+        for out in cfg.conv_channels:
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.ReLU()]
+            channels = out
+            size = (size + 1) // 2
+        self.convs = nn.Sequential(*layers)
+        self.flat_dim = channels * size * size
+        self.proj = nn.Linear(self.flat_dim + cfg.proprio_dim, cfg.trunk_dim)
+        self.proprio_dim = cfg.proprio_dim
+        self.channels_last = False
+
+    def forward(self, obs: torch.Tensor, goal: torch.Tensor,
+                proprio: torch.Tensor | None) -> torch.Tensor:
+        x = images_to_input(obs, goal)  # (B, 6, H, W)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.convs(x).flatten(1)  # (B, C*h*w)
+        if self.proprio_dim:
+            h = torch.cat([h, proprio.to(h.dtype)], dim=-1)
+        return torch.relu(self.proj(h))  # (B, F)
+
+
+class StateTrunk(nn.Module):
+    '''One layer over (state, goal state[, proprio]).'''
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.proprio_dim = cfg.proprio_dim
+        self.proj = nn.Linear(2 * cfg.state_dim + cfg.proprio_dim, cfg.trunk_dim)
+
+    def forward(self, obs: torch.Tensor, goal: torch.Tensor,
+                proprio: torch.Tensor | None) -> torch.Tensor:
+        parts = [obs, goal] + ([proprio] if self.proprio_dim else [])
+        return torch.relu(self.proj(torch.cat(parts, dim=-1)))  # (B, F)
+
+
+class ActionHead(nn.Module):
+    '''MLP over (feature, action) -> one logit, with the first layer split by input.'''
+
+    def __init__(self, feature_dim: int, action_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        first = hidden[0]
+        self.feature_in = nn.Linear(feature_dim, first)
+        self.action_in = nn.Linear(action_dim, first, bias=False)
+        layers: list[nn.Module] = []
+        for a, b in zip(hidden[:-1], hidden[1:]):
+            layers += [nn.ReLU(), nn.Linear(a, b)]
+        layers += [nn.ReLU(), nn.Linear(hidden[-1], 1)]
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, feature: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        '''feature (B, F), actions (B, K, A) -> logits (B, K).'''
+        h = self.feature_in(feature).unsqueeze(1) + self.action_in(actions)  # (B, K, H)
+        return self.mlp(h).squeeze(-1)
+
+
+class QNetwork(nn.Module):
+    '''Q(s, a, g) = sigmoid(head(trunk(s, g), a)), for images or state vectors.'''
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
+        self.head = ActionHead(cfg.trunk_dim, cfg.action_dim, cfg.hidden_dims)
+
+    def encode(self, obs: torch.Tensor, goal: torch.Tensor,
+               proprio: torch.Tensor | None = None) -> torch.Tensor:
+        '''Per-(state, goal) feature (B, F): compute once, score many actions with `logits`.'''
+        return self.trunk(obs, goal, proprio)
+
+    def logits(self, feature: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        '''feature (B, F), actions (B, K, A) -> logits (B, K).'''
+        return self.head(feature, actions)
+
+    def forward(self, obs: torch.Tensor, goal: torch.Tensor, proprio: torch.Tensor | None,
+                action: torch.Tensor) -> torch.Tensor:
+        '''The plain full forward: (B, ...) inputs and (B, A) actions -> logits (B,).'''
+        return self.logits(self.encode(obs, goal, proprio), action.unsqueeze(1)).squeeze(1)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        if isinstance(self.trunk, ImageTrunk):
+            self.trunk.channels_last = enabled
+            self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+
+
+class PolicyNetwork(nn.Module):
+    '''GCBC: the same trunk, and an MLP head that outputs the action (tanh) directly.'''
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
+        layers: list[nn.Module] = []
+        width = cfg.trunk_dim
+        for h in cfg.hidden_dims:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers += [nn.Linear(width, cfg.action_dim), nn.Tanh()]
+        self.mlp = nn.Sequential(*layers)
+
+    def encode(self, obs: torch.Tensor, goal: torch.Tensor,
+               proprio: torch.Tensor | None = None) -> torch.Tensor:
+        return self.trunk(obs, goal, proprio)
+
+    def forward(self, obs: torch.Tensor, goal: torch.Tensor,
+                proprio: torch.Tensor | None) -> torch.Tensor:
+        return self.mlp(self.encode(obs, goal, proprio))  # (B, A)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        if isinstance(self.trunk, ImageTrunk):
+            self.trunk.channels_last = enabled
+            self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+
+
+def build_network(cfg: NetworkConfig, agent: str) -> QNetwork | PolicyNetwork:
+    '''The network an agent trains: a policy for `gcbc`, a Q-network otherwise.'''
+    return PolicyNetwork(cfg) if agent == 'gcbc' else QNetwork(cfg)

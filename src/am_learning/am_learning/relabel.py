@@ -1,0 +1,190 @@
+'''Relabeling: training examples cut out of trajectories, as the slides' Algorithm 1 says.
+
+For each example (vectorised over a batch, numpy, an explicit Generator):
+  1. sample a trajectory tau from the dataset and cut it at a random i in {1, ..., T};
+  2. take a transition (s_t, a_t, s_{t+1}) of tau_{0:i}, t in {0, ..., i-1};
+  3. give it a goal: with `hindsight_goal_prob` the cut's final state s_i (reward 1 on
+     arrival, t + 1 == i), otherwise a random dataset state g_rand (goal chaining: the final
+     transition's reward is bootstrapped from Q_target(s_i, a_i, g_rand)).
+Every other transition bootstraps from max_a Q_target(s_{t+1}, a, g). Negative actions are
+drawn later, where Q is at hand (losses.py). Examples are frame indices into the dataset:
+images are gathered only for the frames a batch uses.
+'''
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from am_learning.config import RelabelConfig
+from am_learning.data.dataset import EpisodeDataset
+
+
+@dataclass
+class RelabelBatch:
+    '''One batch of relabeled transitions, as dataset frame indices and target terms.'''
+
+    obs: np.ndarray
+    '''(B,) int64 frame of s_t.'''
+    next_obs: np.ndarray
+    '''(B,) int64 frame of s_{t+1} (= obs + 1, same episode).'''
+    goal: np.ndarray
+    '''(B,) int64 frame whose observation is the goal.'''
+    cut: np.ndarray
+    '''(B,) int64 frame of s_i, the final state of the cut tau_{0:i}.'''
+    hindsight: np.ndarray
+    '''(B,) bool: the goal is s_i (else a random dataset state).'''
+    reward: np.ndarray
+    '''(B,) float32: 1 where s_{t+1} is the goal (hindsight arrival), else 0.'''
+    bootstrap: np.ndarray
+    '''(B,) float32: 1 where the target adds gamma * max_a Q_target(s_{t+1}, a, g).'''
+    chain: np.ndarray
+    '''(B,) float32: 1 where the target is gamma * Q_target(s_i, a_i, g) (goal chaining).'''
+    goal_negative: np.ndarray
+    '''(B,) float32: 1 where the example is a random-goal negative with target 0 (her_neg).'''
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+class RelabelSampler:
+    '''Draws relabeled batches from an EpisodeDataset.'''
+
+    def __init__(self, dataset: EpisodeDataset, cfg: RelabelConfig,
+                 rng: np.random.Generator) -> None:
+        self.dataset = dataset
+        self.cfg = cfg
+        self.rng = rng
+        starts = dataset.episode_starts
+        lengths = dataset.episode_ends - starts
+        usable = lengths >= 2  # an episode of one frame has no transition
+        if not np.any(usable):
+            raise ValueError('the dataset has no episode with a transition (all length 1)')
+        self.starts = starts[usable]
+        self.lengths = lengths[usable]
+        if cfg.episode_sampling == 'length':
+            weights = (self.lengths - 1).astype(np.float64)
+        else:
+            weights = np.ones(len(self.lengths))
+        self.episode_p = weights / weights.sum()
+
+    def _cuts(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        '''Episode start, cut i and transition t (episode-local) for n examples.'''
+        episode = self.rng.choice(len(self.lengths), size=n, p=self.episode_p)
+        start, length = self.starts[episode], self.lengths[episode]
+        i = 1 + np.floor(self.rng.random(n) * (length - 1)).astype(np.int64)  # 1..L-1
+        lo = np.zeros_like(i)
+        if self.cfg.max_cut_length > 0:
+            lo = np.maximum(0, i - self.cfg.max_cut_length)
+        t = lo + np.floor(self.rng.random(n) * (i - lo)).astype(np.int64)  # lo..i-1
+        return start, i, t
+
+    def sample(self, n: int, *, hindsight_goal_prob: float | None = None,
+               goal_chaining: bool | None = None,
+               random_goal_negative_prob: float = 0.0) -> RelabelBatch:
+        '''n relabeled examples. The keyword overrides let baselines reuse the sampler:
+        `her` uses hindsight_goal_prob=1; `her_neg` adds random-goal negatives.'''
+        p_hind = self.cfg.hindsight_goal_prob if hindsight_goal_prob is None \
+            else hindsight_goal_prob
+        chaining = self.cfg.goal_chaining if goal_chaining is None else goal_chaining
+        start, i, t = self._cuts(n)
+        obs = start + t
+        cut = start + i
+        hindsight = self.rng.random(n) < p_hind
+        random_goal = self.rng.integers(0, self.dataset.num_frames, size=n)
+        goal = np.where(hindsight, cut, random_goal)
+        arrival = t + 1 == i
+        reward = (hindsight & arrival).astype(np.float32)
+        chain = (~hindsight & arrival & chaining).astype(np.float32)
+        goal_negative = np.zeros(n, dtype=np.float32)
+        if random_goal_negative_prob > 0:
+            neg = self.rng.random(n) < random_goal_negative_prob
+            goal = np.where(neg, self.rng.integers(0, self.dataset.num_frames, size=n), goal)
+            goal_negative = neg.astype(np.float32)
+            reward = np.where(neg, 0.0, reward).astype(np.float32)
+            chain = np.where(neg, 0.0, chain).astype(np.float32)
+            hindsight = hindsight & ~neg
+        bootstrap = (1.0 - reward) * (1.0 - chain) * (1.0 - goal_negative)
+        return RelabelBatch(obs=obs, next_obs=obs + 1, goal=goal, cut=cut,
+                            hindsight=hindsight, reward=reward,
+                            bootstrap=bootstrap.astype(np.float32), chain=chain,
+                            goal_negative=goal_negative)
+
+    def sample_offsets(self, n: int, offset: int) -> tuple[np.ndarray, np.ndarray] | None:
+        '''(frames, goal frames) with the goal `offset` steps ahead in the same episode;
+        None when no episode is long enough.'''
+        ok = self.lengths > offset
+        if not np.any(ok):
+            return None
+        weights = (self.lengths[ok] - offset).astype(np.float64)
+        episode = self.rng.choice(np.flatnonzero(ok), size=n, p=weights / weights.sum())
+        t = np.floor(self.rng.random(n) * (self.lengths[episode] - offset)).astype(np.int64)
+        frames = self.starts[episode] + t
+        return frames, frames + offset
+
+    def sample_frames(self, n: int) -> np.ndarray:
+        '''n frames that have a successor in their episode.'''
+        start, i, _ = self._cuts(n)
+        return start + i - 1
+
+
+class ObservationGatherer:
+    '''Dataset frames -> torch tensors on a device: images stay uint8 until the network.'''
+
+    def __init__(self, dataset: EpisodeDataset, observation: str, device: torch.device) -> None:
+        if observation == 'image' and dataset.images is None:
+            raise ValueError('an image network needs a dataset with images')
+        if observation == 'state' and dataset.states is None:
+            raise ValueError('a state network needs a dataset with states')
+        self.dataset = dataset
+        self.observation = observation
+        self.device = device
+
+    def obs(self, frames: np.ndarray) -> torch.Tensor:
+        source = self.dataset.images if self.observation == 'image' else self.dataset.states
+        return torch.from_numpy(np.ascontiguousarray(source[frames])).to(self.device)
+
+    def proprio(self, frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(
+            np.ascontiguousarray(self.dataset.proprio[frames], dtype=np.float32)
+        ).to(self.device)
+
+    def actions(self, frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(
+            np.ascontiguousarray(self.dataset.actions[frames], dtype=np.float32)
+        ).to(self.device)
+
+
+@dataclass
+class TensorBatch:
+    '''A RelabelBatch with its observations gathered: what the pure loss functions take.'''
+
+    obs: torch.Tensor
+    proprio: torch.Tensor
+    action: torch.Tensor
+    next_obs: torch.Tensor
+    next_proprio: torch.Tensor
+    next_action: torch.Tensor
+    goal: torch.Tensor
+    reward: torch.Tensor
+    bootstrap: torch.Tensor
+    chain: torch.Tensor
+    goal_negative: torch.Tensor
+
+
+def gather(batch: RelabelBatch, gatherer: ObservationGatherer) -> TensorBatch:
+    '''Fetch the frames a RelabelBatch names (one fancy-index per array).'''
+    dev = gatherer.device
+
+    def f32(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(dev)
+
+    return TensorBatch(
+        obs=gatherer.obs(batch.obs), proprio=gatherer.proprio(batch.obs),
+        action=gatherer.actions(batch.obs),
+        next_obs=gatherer.obs(batch.next_obs), next_proprio=gatherer.proprio(batch.next_obs),
+        next_action=gatherer.actions(batch.next_obs),
+        goal=gatherer.obs(batch.goal),
+        reward=f32(batch.reward), bootstrap=f32(batch.bootstrap), chain=f32(batch.chain),
+        goal_negative=f32(batch.goal_negative),
+    )
