@@ -1,0 +1,320 @@
+'''The simulated scene: OGBench's UR5e manipulation environments behind one small API.
+
+One object serves the ROS simulator (am_sim's `sim_robot`), the offline episode generator
+and in-process evaluation, so all three render and step identically. It wraps the
+environment of `ogbench.make_env_and_datasets('visual-<scene>-play-v0', env_only=True)`:
+the visual variant's colours and camera ('front_pixels'), but the state observation for
+`state()`, and rendering made cheap (no shadows, no anti-aliasing: ENVIRONMENT.md measured
+45-75 ms a 64x64 frame by default;
+`draw_arm=False`, the default, also hides the faint arm: about 4-8 ms).
+
+Tasks:
+- play (after `reset`): no task; cubes and arm placed at random.
+- eval (`load_eval_task(k)`): OGBench's evaluation task k; success is OGBench's.
+- reach (`load_reach_task`): the gripper's goal pose drawn in the workspace; success is
+  the end effector within `REACH_TOLERANCE_M` of the goal position.
+
+Actions follow am_learning.conventions (absolute gripper target); OGBench's gripper action
+is relative, `operator.action_to_ogbench` converts.
+'''
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+import warnings
+
+import numpy as np
+
+from am_learning.conventions import ActionScale
+from am_learning.envs.operator import CUBE_COUNTS, PlayOperator, action_to_ogbench
+
+SCENES = {
+    'cube-single': 'visual-cube-single-play-v0',
+    'cube-double': 'visual-cube-double-play-v0',
+    'scene': 'visual-scene-play-v0',
+    'puzzle-3x3': 'visual-puzzle-3x3-play-v0',
+}
+REACH_TOLERANCE_M = 0.03
+CAMERA = 'front_pixels'
+# Hidden unless `draw_arm`: the UR5e links and the gripper's coupling, drawn at 10% opacity
+# in OGBench's visual scenes, hold 180k of the 193k visible triangles; a software renderer
+# spends most of a frame on them (measured at 64x64: about 35 fps with them, 250 without).
+# The gripper's fingers and pads stay visible.
+_GRIPPER_PREFIX = 'ur5e/robotiq/'
+_HEAVY_GRIPPER_MESHES = ('ur5e/robotiq/base', 'ur5e/robotiq/base_mount')
+_HIDDEN_GROUP = 5
+
+
+def make_scene(name: str = 'cube-single', image_size: int = 64, *, render: bool = True,
+               seed: int | None = None, draw_arm: bool = False) -> 'Scene':
+    '''Make and reset a scene (names: cube-single, cube-double, scene, puzzle-3x3).'''
+    return Scene(name, image_size, render=render, seed=seed, draw_arm=draw_arm)
+
+
+def _hide_faint_arm(model: 'mujoco.MjModel') -> None:  # noqa: F821
+    '''Move the faint, triangle-heavy arm meshes to a geom group the camera does not draw.'''
+    import mujoco
+
+    for g in range(model.ngeom):
+        if model.geom_type[g] != mujoco.mjtGeom.mjGEOM_MESH or model.geom_group[g] > 2:
+            continue
+        name = model.geom(g).name
+        mesh = model.mesh(model.geom_dataid[g]).name
+        if not name.startswith(_GRIPPER_PREFIX) or mesh in _HEAVY_GRIPPER_MESHES:
+            model.geom_group[g] = _HIDDEN_GROUP
+
+
+@contextmanager
+def _quiet_gym() -> Iterator[None]:
+    '''Silence gymnasium's note that OGBench's float64 action bounds are cast to float32.'''
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*precision lowered', category=UserWarning)
+        yield
+
+
+def _task_rng(seed: int | None) -> np.random.Generator:
+    '''The scene's own draws (reach goals, play operator); a stream apart from OGBench's.
+
+    OGBench seeds its env with `np.random.default_rng(seed)`; using the same seed here would
+    draw the reach goal equal to the start pose.
+    '''
+    return np.random.default_rng(None if seed is None else [int(seed), 0x5CE4E])
+
+
+class Scene:
+    '''One OGBench manipulation scene, stepped at the control rate (20 Hz).'''
+
+    def __init__(self, name: str = 'cube-single', image_size: int = 64, *,
+                 render: bool = True, seed: int | None = None, draw_arm: bool = False) -> None:
+        if name not in SCENES:
+            raise ValueError(f'unknown scene {name!r}; choose one of {sorted(SCENES)}')
+        if not 8 <= int(image_size) <= 1024:
+            raise ValueError(f'image_size must be in [8, 1024], got {image_size}')
+        import ogbench
+        from ogbench.manipspace.envs.manipspace_env import ManipSpaceEnv
+
+        self.name = name
+        self.image_size = int(image_size)
+        self.action_scale = ActionScale()
+        self._render_enabled = render
+        self._rng = _task_rng(seed)
+        with _quiet_gym():
+            env = ogbench.make_env_and_datasets(
+                SCENES[name], env_only=True, width=self.image_size, height=self.image_size)
+        self._env = env.unwrapped
+        u = self._env
+        u._mode = 'data_collection'
+        u.reset(seed=seed)  # builds and compiles the model with the visual variant's colours
+        # From now on observations are state vectors; images come from `render()` only.
+        u._ob_type = 'states'
+        # OGBench renders task goals with `self.render()`; point it at the pixel camera.
+        u.render = lambda camera=None, **kw: ManipSpaceEnv.render(u, camera=camera or CAMERA,
+                                                                  **kw)
+        model = u.model
+        model.vis.quality.shadowsize = 0
+        model.vis.quality.offsamples = 0
+        model.light_castshadow[:] = 0
+        if not draw_arm:
+            _hide_faint_arm(model)
+        if u._renderer is not None:  # rebuilt on the next render with the settings above
+            u._renderer.close()
+            u._renderer = None
+        self.num_eval_tasks = int(u.num_tasks)
+        self._task = ''
+        self._goal_pos: np.ndarray | None = None
+        self._goal_state: np.ndarray | None = None
+        self._operator = PlayOperator(name, self.action_scale) if name in CUBE_COUNTS else None
+        self._steps = 0
+        self._begin_episode()
+
+    # --- episodes and tasks -------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        '''The loaded task: 'task<k>', 'reach', or '' (play).'''
+        return self._task
+
+    @property
+    def steps(self) -> int:
+        '''Control steps since the last reset or task load.'''
+        return self._steps
+
+    @property
+    def sim_time(self) -> float:
+        '''Simulated seconds since the last reset or task load.'''
+        return self._steps * self.action_scale.period_s
+
+    def _begin_episode(self) -> None:
+        # Joint targets = where the arm is, so that `hold()` right after a reset holds still
+        # (OGBench leaves the controls at zero until the first action).
+        u = self._env
+        u.data.ctrl[u._arm_actuator_ids] = u.data.qpos[u._arm_joint_ids]
+        u.data.ctrl[u._gripper_actuator_ids] = 255.0 * self.gripper_opening()
+        self._steps = 0
+        if self._operator is not None:
+            self._operator.reset(self._rng)
+
+    def reset(self, seed: int | None = None) -> None:
+        '''Play reset: arm and objects at random (OGBench's data-collection reset).'''
+        self._env._mode = 'data_collection'
+        self._env.reset(seed=seed)
+        if seed is not None:
+            self._rng = _task_rng(seed)
+        self._task = ''
+        self._goal_pos = None
+        self._goal_state = None
+        self._begin_episode()
+
+    def load_eval_task(self, task_id: int, seed: int | None = None) -> np.ndarray:
+        '''Reset to evaluation task `task_id`'s start (1-based); return its goal image.'''
+        if not 1 <= int(task_id) <= self.num_eval_tasks:
+            raise ValueError(f'task_id must be in [1, {self.num_eval_tasks}], got {task_id}')
+        u = self._env
+        u._mode = 'task'
+        with _quiet_gym():  # the task reset samples OGBench's action space
+            _, info = u.reset(seed=seed, options={'task_id': int(task_id),
+                                                  'render_goal': self._render_enabled})
+        if seed is not None:
+            self._rng = _task_rng(seed)
+        self._task = f'task{int(task_id)}'
+        self._goal_pos = None
+        self._goal_state = np.asarray(info['goal'], dtype=np.float32)
+        self._begin_episode()
+        if not self._render_enabled:
+            return np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        return np.ascontiguousarray(info['goal_rendered'], dtype=np.uint8)
+
+    def load_reach_task(self, seed: int | None = None) -> np.ndarray:
+        '''Play-reset, then draw a gripper goal pose in the workspace; return its image.
+
+        The goal image shows the scene as it is with the gripper moved to the goal pose
+        (solved by OGBench's IK); the start is restored afterwards.
+        '''
+        from ogbench.manipspace import lie
+
+        self.reset(seed)
+        u = self._env
+        pos = self._rng.uniform(*u._arm_sampling_bounds)
+        yaw = self._rng.uniform(-np.pi, np.pi)
+        rot = lie.SO3.from_z_radians(yaw) @ u._effector_down_rotation
+        t_wa = lie.SE3.from_rotation_and_translation(rot, pos) @ u._T_pa
+        qpos_goal = u._ik.solve(pos=t_wa.translation(), quat=t_wa.rotation().wxyz,
+                                curr_qpos=u._data.qpos[u._arm_joint_ids])
+        saved_qpos, saved_qvel = u.data.qpos.copy(), u.data.qvel.copy()
+        u.data.qpos[u._arm_joint_ids] = qpos_goal
+        u.data.qvel[:] = 0.0
+        u.set_state(u.data.qpos.copy(), u.data.qvel.copy())
+        # The pose the IK reached is the goal (the image shows exactly it).
+        self._goal_pos = self.ee_position()
+        self._goal_state = self.state()
+        image = self.render() if self._render_enabled else np.zeros(
+            (self.image_size, self.image_size, 3), np.uint8)
+        u.set_state(saved_qpos, saved_qvel)
+        self._task = 'reach'
+        return image
+
+    # --- stepping and observing ---------------------------------------------------------
+
+    def step(self, action: np.ndarray) -> None:
+        '''Apply one (5,) normalised action for one control step (1/20 s).'''
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (5,) or not np.all(np.isfinite(a)):
+            raise ValueError(f'action must be 5 finite numbers, got {a!r}')
+        self._env.step(action_to_ogbench(a, self.gripper_opening()))
+        self._steps += 1
+
+    def hold(self) -> None:
+        '''One control step keeping the last joint targets: what a stale command means.
+
+        A zero action re-targets the pose the arm has now, so under gravity it sags about
+        1 cm in half a second; holding the previous targets keeps it where it was.
+        '''
+        import mujoco
+
+        u = self._env
+        u.pre_step()
+        mujoco.mj_step(u.model, u.data, nstep=u._n_steps)
+        mujoco.mj_rnePostConstraint(u.model, u.data)
+        u.post_step()
+        self._steps += 1
+
+    def render(self) -> np.ndarray:
+        '''Camera image (H, W, 3) uint8, shadows and anti-aliasing off.'''
+        if not self._render_enabled:
+            raise RuntimeError('this scene was made with render=False')
+        return self._env.render()
+
+    def state(self) -> np.ndarray:
+        '''OGBench's state observation (D,) float32 (proprioception + objects).'''
+        return np.asarray(self._env.compute_observation(), dtype=np.float32)
+
+    def goal_state(self) -> np.ndarray | None:
+        '''State observation of the loaded task's goal (None in play).'''
+        return None if self._goal_state is None else self._goal_state.copy()
+
+    def joint_positions(self) -> np.ndarray:
+        '''(6,) UR5e joint positions, radians.'''
+        u = self._env
+        return u.data.qpos[u._arm_joint_ids].astype(np.float64)
+
+    def joint_velocities(self) -> np.ndarray:
+        '''(6,) UR5e joint velocities, rad/s.'''
+        u = self._env
+        return u.data.qvel[u._arm_joint_ids].astype(np.float64)
+
+    def gripper_opening(self) -> float:
+        '''OGBench's gripper opening: driver joint / 0.8 in [0, 1], 0 open .. 1 closed.'''
+        u = self._env
+        return float(np.clip(u.data.qpos[u._gripper_opening_joint_id] / 0.8, 0.0, 1.0))
+
+    def proprio(self) -> np.ndarray:
+        '''(7,) float32: 6 UR5e joint positions + gripper opening.'''
+        return np.append(self.joint_positions(), self.gripper_opening()).astype(np.float32)
+
+    def ee_position(self) -> np.ndarray:
+        '''(3,) end-effector (pinch site) position in the world frame, metres.'''
+        return self._env.data.site_xpos[self._env._pinch_site_id].astype(np.float64)
+
+    def ee_quaternion(self) -> np.ndarray:
+        '''(4,) end-effector orientation as a unit quaternion (x, y, z, w).'''
+        import mujoco
+
+        wxyz = np.zeros(4)
+        mujoco.mju_mat2Quat(wxyz, self._env.data.site_xmat[self._env._pinch_site_id])
+        return np.array([wxyz[1], wxyz[2], wxyz[3], wxyz[0]])
+
+    def ee_yaw(self) -> float:
+        '''End-effector yaw about the world z axis, radians (OGBench's definition).'''
+        from ogbench.manipspace import lie
+
+        mat = self._env.data.site_xmat[self._env._pinch_site_id].reshape(3, 3)
+        return float(lie.SO3.from_matrix(mat.copy()).compute_yaw_radians())
+
+    def task_solved(self) -> bool:
+        '''Eval task: OGBench's success; reach: within 3 cm of the goal; play: False.'''
+        if self._task == 'reach':
+            return bool(self.goal_distance() <= REACH_TOLERANCE_M)
+        if self._task.startswith('task'):
+            return bool(all(self._env._compute_successes()))
+        return False
+
+    def goal_distance(self) -> float:
+        '''Reach task: metres from the end effector to the goal position; nan otherwise.'''
+        if self._task != 'reach' or self._goal_pos is None:
+            return float('nan')
+        return float(np.linalg.norm(self.ee_position() - self._goal_pos))
+
+    @property
+    def goal_position(self) -> np.ndarray | None:
+        '''Reach task's goal end-effector position (3,), metres; None otherwise.'''
+        return None if self._goal_pos is None else self._goal_pos.copy()
+
+    def oracle_action(self, rng: np.random.Generator) -> np.ndarray:
+        '''OGBench's play operator (plan oracle + smoothed noise) for this state, (5,).'''
+        if self._operator is None:
+            raise ValueError(f'no scripted play operator for scene {self.name!r}; '
+                             f'it exists for {sorted(CUBE_COUNTS)}')
+        return self._operator.act(self.state(), rng)
+
+    def close(self) -> None:
+        '''Release the renderer (its GL context).'''
+        self._env.close()

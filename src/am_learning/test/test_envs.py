@@ -1,0 +1,203 @@
+'''The simulated scene and its play operator, in process (no ROS).'''
+
+import time
+
+import numpy as np
+import pytest
+
+from am_learning.conventions import ActionScale
+from am_learning.envs import REACH_TOLERANCE_M, PlayOperator, decode_state, make_scene
+from am_learning.envs.operator import action_to_ogbench, ogbench_to_action
+
+SIZE = 32
+
+
+@pytest.fixture(scope='module')
+def scene():
+    s = make_scene('cube-single', SIZE, seed=0)
+    yield s
+    s.close()
+
+
+def test_shapes_and_types(scene):
+    scene.reset(seed=1)
+    image = scene.render()
+    assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
+    assert image.std() > 5  # a real picture, not a blank buffer
+    assert scene.proprio().shape == (7,) and scene.proprio().dtype == np.float32
+    assert scene.state().shape == (28,) and scene.state().dtype == np.float32
+    assert scene.ee_position().shape == (3,)
+    assert np.isclose(np.linalg.norm(scene.ee_quaternion()), 1.0)
+    assert scene.num_eval_tasks == 5
+    assert scene.goal_state() is None and np.isnan(scene.goal_distance())
+    assert not scene.task_solved()
+
+
+def test_plus_x_moves_end_effector_plus_x(scene):
+    scene.reset(seed=2)
+    start = scene.ee_position().copy()
+    for _ in range(6):
+        scene.step(np.array([1.0, 0.0, 0.0, 0.0, -1.0]))
+    moved = scene.ee_position() - start
+    assert moved[0] > 0.08  # 6 full steps ask for 0.3 m; the PD arm lags but follows
+    assert abs(moved[1]) < 0.02 and abs(moved[2]) < 0.03
+    assert scene.steps == 6 and np.isclose(scene.sim_time, 0.3)
+
+
+def test_hold_keeps_still(scene):
+    scene.reset(seed=3)
+    start = scene.ee_position().copy()
+    for _ in range(10):  # right after a reset
+        scene.hold()
+    assert np.linalg.norm(scene.ee_position() - start) < 0.005
+    for _ in range(4):
+        scene.step(np.array([0.0, 1.0, 0.0, 0.0, -1.0]))
+    for _ in range(5):  # let the commanded motion finish
+        scene.hold()
+    start = scene.ee_position().copy()
+    for _ in range(10):
+        scene.hold()
+    assert np.linalg.norm(scene.ee_position() - start) < 0.005
+    assert scene.steps == 29
+
+
+def test_gripper_target_is_absolute(scene):
+    scene.reset(seed=4)
+    for _ in range(15):
+        scene.step(np.array([0.0, 0.0, 0.0, 0.0, 1.0]))
+    assert scene.gripper_opening() > 0.6  # closed (OGBench's opening: 1 = closed)
+    for _ in range(15):
+        scene.step(np.array([0.0, 0.0, 0.0, 0.0, -1.0]))
+    assert scene.gripper_opening() < 0.1
+
+
+def test_bad_action_is_refused(scene):
+    with pytest.raises(ValueError, match='5 finite'):
+        scene.step(np.array([np.nan, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match='5 finite'):
+        scene.step(np.zeros(4))
+
+
+def test_reach_task(scene):
+    goal = scene.load_reach_task(seed=5)
+    start = scene.render()
+    assert scene.task == 'reach'
+    assert goal.shape == start.shape
+    assert np.abs(goal.astype(int) - start).mean() > 0.5  # the gripper moved in the picture
+    assert scene.goal_distance() > REACH_TOLERANCE_M and not scene.task_solved()
+    # Drive straight to the goal with the true position: the task becomes solved.
+    for _ in range(60):
+        delta = scene.goal_position - scene.ee_position()
+        scene.step(np.append(np.clip(delta / 0.05, -1, 1), [0.0, -1.0]))
+        if scene.task_solved():
+            break
+    assert scene.task_solved() and scene.goal_distance() <= REACH_TOLERANCE_M
+    assert scene.goal_state().shape == (28,)
+
+
+def test_reach_is_seeded(scene):
+    first = scene.load_reach_task(seed=11)
+    pos = scene.goal_position
+    second = scene.load_reach_task(seed=11)
+    assert np.allclose(pos, scene.goal_position) and np.array_equal(first, second)
+    scene.load_reach_task(seed=12)
+    assert not np.allclose(pos, scene.goal_position)
+
+
+def test_eval_task_goal_image(scene):
+    goal = scene.load_eval_task(1, seed=0)
+    start = scene.render()
+    assert scene.task == 'task1' and goal.shape == (SIZE, SIZE, 3)
+    # Task 1 moves the cube from y=+0.1 to y=-0.1: the pictures differ.
+    assert np.abs(goal.astype(int) - start).mean() > 0.5
+    goal_state = scene.goal_state()
+    cube_goal = decode_state(goal_state, 1)['privileged/block_0_pos']
+    assert np.allclose(cube_goal[:2], [0.425, -0.1], atol=0.02)
+    assert not scene.task_solved()
+    with pytest.raises(ValueError, match='task_id'):
+        scene.load_eval_task(6)
+
+
+def test_state_decoding_matches_scene(scene):
+    scene.reset(seed=6)
+    info = decode_state(scene.state(), 1)
+    assert np.allclose(info['proprio/effector_pos'], scene.ee_position(), atol=1e-5)
+    assert np.isclose(info['proprio/effector_yaw'][0], scene.ee_yaw(), atol=1e-4)
+    assert np.isclose(info['proprio/gripper_opening'][0], scene.gripper_opening(), atol=1e-5)
+    assert np.allclose(info['proprio/joint_pos'], scene.proprio()[:6], atol=1e-5)
+
+
+def test_gripper_conversion_round_trip():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.uniform(-1, 1, 5).astype(np.float32)
+        opening = float(rng.uniform(0, 1))
+        assert np.allclose(ogbench_to_action(action_to_ogbench(a, opening), opening), a,
+                           atol=1e-6)
+
+
+def test_play_operator_moves_the_cube(scene):
+    scene.reset(seed=7)
+    rng = np.random.default_rng(0)
+    cube0 = decode_state(scene.state(), 1)['privileged/block_0_pos']
+    actions = []
+    for _ in range(120):
+        a = scene.oracle_action(rng)
+        actions.append(a)
+        scene.step(a)
+    actions = np.array(actions)
+    assert actions.shape == (120, 5) and np.all(np.abs(actions) <= 1.0)
+    assert np.abs(actions[:, :3]).mean() > 0.05  # it moves
+    assert actions[:, 4].max() > 0.5 and actions[:, 4].min() < -0.5  # it grasps and releases
+    cube1 = decode_state(scene.state(), 1)['privileged/block_0_pos']
+    assert np.linalg.norm(cube1 - cube0) > 0.03  # the cube was carried
+
+
+def test_play_operator_is_reproducible_and_leaves_global_rng_alone():
+    states = [make_scene('cube-single', SIZE, render=False, seed=3) for _ in range(2)]
+    np.random.seed(123)
+    expected_global = np.random.get_state()[1].copy()
+    runs = []
+    for s in states:
+        rng = np.random.default_rng(9)
+        run = []
+        for _ in range(40):
+            a = s.oracle_action(rng)
+            s.step(a)
+            run.append(a)
+        runs.append(np.array(run))
+    assert np.array_equal(runs[0], runs[1])
+    assert np.array_equal(np.random.get_state()[1], expected_global)
+
+
+def test_play_operator_two_cubes():
+    op = PlayOperator('cube-double', ActionScale())
+    s = make_scene('cube-double', SIZE, render=False, seed=1)
+    rng = np.random.default_rng(1)
+    op.reset(rng)
+    for _ in range(30):
+        s.step(op.act(s.state(), rng))
+    assert op.target_block in (0, 1)
+    with pytest.raises(ValueError, match='drives'):
+        PlayOperator('puzzle-3x3')
+
+
+def test_unknown_scene_is_refused():
+    with pytest.raises(ValueError, match='unknown scene'):
+        make_scene('cube-ninefold')
+
+
+def test_render_speed_sanity(scene):
+    '''Reported, not asserted against a number: the machine is shared.'''
+    scene.reset(seed=8)
+    scene.render()
+    t = time.perf_counter()
+    for _ in range(20):
+        scene.render()
+    fps = 20 / (time.perf_counter() - t)
+    print(f'render {SIZE}x{SIZE}: {fps:.0f} frames/s')
+    # What makes it fast: no shadow maps, no multisampling, the faint heavy arm hidden.
+    model = scene._env.model
+    assert model.vis.quality.shadowsize == 0 and model.vis.quality.offsamples == 0
+    assert not model.light_castshadow.any()
+    assert (model.geom_group == 5).sum() > 20
