@@ -20,6 +20,8 @@ setup(
     ),
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'recorder = am_dataset_recorder.recorder_node:main',
+        ],
     },
 )

@@ -269,8 +269,12 @@ class EpisodeWriter:
         self._counts[topic] += 1
         self._bytes += len(cdr)
 
-    def finish(self, success: bool, stop_ns: int) -> Path:
-        '''Write the STOP event and the metadata, close the bag, drop the marker.'''
+    def finish(self, success: bool, stop_ns: int, *,
+               extra_metadata: Mapping[str, str] | None = None) -> Path:
+        '''Write the STOP event and the metadata, close the bag, drop the marker.
+
+        extra_metadata: more custom_data entries (string values), e.g. loss counters.
+        '''
         if self._closed:
             raise RuntimeError(f'episode {self.episode_id} is closed')
         self._write_event(EVENT_STOP, int(stop_ns), success=bool(success))
@@ -282,8 +286,8 @@ class EpisodeWriter:
             'am.stop_ns': str(int(stop_ns)),
             'am.format': FORMAT_VERSION,
         }
-        for key, value in custom.items():
-            self._writer.set_custom_data(key, value)
+        for key, value in {**(extra_metadata or {}), **custom}.items():
+            self._writer.set_custom_data(key, str(value))
         self._closed = True
         try:
             self._writer.close()
@@ -300,6 +304,13 @@ class EpisodeWriter:
             self._closed = True
             self._writer.abort()
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def abandon(self) -> None:
+        '''Close the storage file without finishing: the folder keeps what was written and
+        its INCOMPLETE marker (used after a write error such as a full disk).'''
+        if not self._closed:
+            self._closed = True
+            self._writer.abort()
 
     @property
     def closed(self) -> bool:

@@ -1,0 +1,166 @@
+'''RecorderCore without ROS: the queue, the writer thread, loss accounting, refusals.'''
+
+from dataclasses import replace
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from am_dataset_recorder.core import RecorderConfig, RecorderCore, config_problems
+from am_dataset_recorder.episode_writer import (
+    EPISODE_EVENTS_TOPIC,
+    make_typestore,
+    read_episode_info,
+)
+
+TOPICS = ('/camera/image_raw', '/joint_states')
+TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/JointState')
+
+
+@pytest.fixture(scope='module')
+def cdr() -> dict[str, bytes]:
+    '''One serialised message per topic (a 32x32 image and a joint state).'''
+    store = make_typestore()
+    types = store.types
+    header = types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=1, nanosec=0), frame_id='')
+    image = types['sensor_msgs/msg/Image'](
+        header=header, height=32, width=32, encoding='rgb8', is_bigendian=0, step=96,
+        data=np.arange(32 * 32 * 3, dtype=np.uint8))
+    joints = types['sensor_msgs/msg/JointState'](
+        header=header, name=['j'], position=np.array([0.5]), velocity=np.zeros(0),
+        effort=np.zeros(0))
+    return {
+        TOPICS[0]: bytes(store.serialize_cdr(image, TYPES[0])),
+        TOPICS[1]: bytes(store.serialize_cdr(joints, TYPES[1])),
+    }
+
+
+def _config(tmp_path: Path, **kw) -> RecorderConfig:
+    return RecorderConfig(output_dir=str(tmp_path / 'episodes'), topics=TOPICS, types=TYPES,
+                          min_free_mb=0.0, **kw)
+
+
+def test_config_validation() -> None:
+    assert config_problems(RecorderConfig()) == []
+    bad = RecorderConfig(topics=('/a', '/b'), types=('std_msgs/msg/String',))
+    assert any('same length' in p for p in config_problems(bad))
+    cases = {
+        'storage': {'storage': 'rosbag1'},
+        'queue_size': {'queue_size': 0},
+        'queue_max_mb': {'queue_max_mb': 0.0},
+        'status_rate_hz': {'status_rate_hz': -1.0},
+        'image_transport': {'image_transport': 'theora'},
+        'unknown message type': {'types': ('nope/msg/X',) + RecorderConfig().types[1:]},
+        'written by the recorder': {'topics': ('/am/episode_events',)
+                                        + RecorderConfig().topics[1:]},
+        'output_dir': {'output_dir': ' '},
+    }
+    for expected, overrides in cases.items():
+        problems = config_problems(replace(RecorderConfig(), **overrides))
+        assert any(expected in p for p in problems), (expected, problems)
+    with pytest.raises(ValueError, match='queue_size'):
+        RecorderConfig(queue_size=-3).validate()
+
+
+def test_compressed_transport_maps_image_topics() -> None:
+    topics = RecorderConfig(image_transport='compressed').recorded_topics()
+    assert topics['/camera/image_raw/compressed'] == 'sensor_msgs/msg/CompressedImage'
+    assert topics['/joint_states'] == 'sensor_msgs/msg/JointState'
+    assert '/camera/image_raw' not in topics
+
+
+def test_records_episode_and_ignores_idle_messages(tmp_path: Path, cdr) -> None:
+    core = RecorderCore(_config(tmp_path))
+    try:
+        assert not core.offer(TOPICS[1], 1, cdr[TOPICS[1]])  # not recording: ignored
+        started = core.start_episode('label-1', start_ns=100)
+        assert started.ok, started.message
+        assert not core.start_episode('again', start_ns=101).ok
+        for k in range(20):
+            assert core.offer(TOPICS[0], 200 + k, cdr[TOPICS[0]])
+            assert core.offer(TOPICS[1], 200 + k, cdr[TOPICS[1]])
+        core.count_lost(TOPICS[0], 3)
+        result = core.stop_episode(True, stop_ns=1000)
+        assert result.ok and result.messages_written == 42  # 40 + START + STOP
+        assert not core.stop_episode(True, stop_ns=1001).ok
+        snap = core.snapshot()
+        assert not snap.recording and snap.episodes_finished == 1 and snap.error == ''
+        stats = {c.topic: c for c in snap.topics}
+        assert (stats[TOPICS[0]].received, stats[TOPICS[0]].written) == (20, 20)
+        assert stats[TOPICS[0]].lost == 3 and stats[TOPICS[1]].lost == 0
+    finally:
+        core.close(False, 2000)
+    info = read_episode_info(Path(result.path))
+    assert info.complete and info.label == 'label-1' and info.success
+    assert (info.start_ns, info.stop_ns) == (100, 1000)
+    assert info.message_counts == {TOPICS[0]: 20, TOPICS[1]: 20, EPISODE_EVENTS_TOPIC: 2}
+    meta = (Path(result.path) / 'metadata.yaml').read_text()
+    assert json.dumps({TOPICS[0]: 3, TOPICS[1]: 0}) in meta
+    with AnyReader([Path(result.path)]) as reader:
+        stamps = [t for c, t, _ in reader.messages() if c.topic == TOPICS[1]]
+    assert stamps == list(range(200, 220))
+
+
+def test_full_queue_drops_and_counts(tmp_path: Path, cdr) -> None:
+    '''A byte bound smaller than one image: every image is dropped, each one counted.'''
+    image_mb = len(cdr[TOPICS[0]]) / 1e6
+    core = RecorderCore(_config(tmp_path, queue_max_mb=image_mb / 2))
+    try:
+        assert core.start_episode('', start_ns=0).ok
+        for k in range(10):
+            assert not core.offer(TOPICS[0], k + 1, cdr[TOPICS[0]])
+            core.offer(TOPICS[1], k + 1, cdr[TOPICS[1]])
+        result = core.stop_episode(False, stop_ns=100)
+    finally:
+        core.close(False, 200)
+    stats = {s.topic: s for s in result.stats}
+    assert (stats[TOPICS[0]].received, stats[TOPICS[0]].written) == (10, 0)
+    assert stats[TOPICS[0]].lost == 10
+    assert stats[TOPICS[1]].received == stats[TOPICS[1]].written + stats[TOPICS[1]].lost == 10
+    assert read_episode_info(Path(result.path)).message_counts[TOPICS[0]] == 0
+
+
+def test_unusable_output_dir_is_refused_then_recovers(tmp_path: Path) -> None:
+    blocker = tmp_path / 'episodes'
+    blocker.write_text('a file where the output folder should be')
+    core = RecorderCore(_config(tmp_path))
+    try:
+        assert 'not writable' in core.snapshot().error
+        refused = core.start_episode('', start_ns=0)
+        assert not refused.ok and 'not writable' in refused.message
+        assert not core.snapshot().recording
+        assert blocker.read_text() == 'a file where the output folder should be'
+        blocker.unlink()
+        started = core.start_episode('', start_ns=1)
+        assert started.ok and core.snapshot().error == ''
+        assert core.stop_episode(True, 2).ok
+    finally:
+        core.close(False, 3)
+
+
+def test_low_disk_space_is_refused(tmp_path: Path) -> None:
+    core = RecorderCore(replace(_config(tmp_path), min_free_mb=1e12))
+    try:
+        refused = core.start_episode('', start_ns=0)
+        assert not refused.ok and 'min_free_mb' in refused.message
+        core.reconfigure(replace(core.config, min_free_mb=0.0))
+        assert core.snapshot().error == ''
+        assert core.start_episode('', start_ns=1).ok
+    finally:
+        result = core.close(True, 5)
+    assert result is not None and result.ok  # close() finished the running episode
+    assert read_episode_info(Path(result.path)).success
+
+
+def test_discard_removes_the_folder(tmp_path: Path, cdr) -> None:
+    core = RecorderCore(_config(tmp_path, storage='sqlite3'))
+    try:
+        started = core.start_episode('', start_ns=0)
+        core.offer(TOPICS[1], 1, cdr[TOPICS[1]])
+        result = core.stop_episode(False, 2, discard=True)
+    finally:
+        core.close(False, 3)
+    assert result.ok and not Path(started.path).exists()
