@@ -21,6 +21,10 @@ setup(
     ),
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'sim_robot = am_sim.sim_robot:main',
+            'scripted_teleop = am_sim.scripted_teleop:main',
+            'generate = am_sim.generate:main',
+        ],
     },
 )

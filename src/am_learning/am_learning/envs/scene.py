@@ -222,15 +222,19 @@ class Scene:
         self._env.step(action_to_ogbench(a, self.gripper_opening()))
         self._steps += 1
 
-    def hold(self) -> None:
-        '''One control step keeping the last joint targets: what a stale command means.
+    def hold(self, gripper: float | None = None) -> None:
+        '''One control step keeping the arm's last joint targets: what a stale command means.
 
         A zero action re-targets the pose the arm has now, so under gravity it sags about
         1 cm in half a second; holding the previous targets keeps it where it was.
+        gripper: optional new gripper target, as the action's last entry (-1 open, +1 closed).
         '''
         import mujoco
 
         u = self._env
+        if gripper is not None:
+            closure = (float(np.clip(gripper, -1.0, 1.0)) + 1.0) / 2.0
+            u.data.ctrl[u._gripper_actuator_ids] = 255.0 * closure
         u.pre_step()
         mujoco.mj_step(u.model, u.data, nstep=u._n_steps)
         mujoco.mj_rnePostConstraint(u.model, u.data)
