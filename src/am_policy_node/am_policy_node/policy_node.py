@@ -278,7 +278,7 @@ class PolicyNode(Node):
     def _on_joint_state(self, msg: JointState) -> None:
         problem = self.core.on_joint_state(list(msg.name), list(msg.position), time.monotonic())
         if problem:
-            self.get_logger().warning(f'{problem}; expected {self.config.joint_names}',
+            self.get_logger().warning(f'{problem} (it names {list(msg.name)[:8]})',
                                       throttle_duration_sec=5.0)
 
     def _on_ee_pose(self, msg: PoseStamped) -> None:
@@ -338,7 +338,10 @@ class PolicyNode(Node):
     def _on_emergency_stop(self, request: SetBool.Request, response: SetBool.Response):
         message, result = self.core.set_emergency_stop(request.data)
         self._apply(result)
-        (self.get_logger().warning if request.data else self.get_logger().info)(message)
+        if request.data:
+            self.get_logger().warning(message)
+        else:
+            self.get_logger().info(message)
         self._publish_status()
         response.success, response.message = True, message
         return response
