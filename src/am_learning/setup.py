@@ -22,6 +22,8 @@ setup(
     entry_points={
         'console_scripts': [
             'am-dataset = am_learning.cli_dataset:main',
+            'am-train = am_learning.cli_train:main',
+            'am-eval = am_learning.cli_eval:main',
         ],
     },
 )

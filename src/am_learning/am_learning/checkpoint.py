@@ -166,6 +166,7 @@ _SHAPE_FIELDS = (
     ('trunk.proj.weight', 'network.image_size / network.conv_channels / network.proprio_dim / '
      'network.state_dim / network.trunk_dim'),
     ('trunk.proj.bias', 'network.trunk_dim'),
+    ('trunk.mlp', 'network.state_trunk_layers / network.trunk_dim'),
     ('head.feature_in', 'network.trunk_dim / network.hidden_dims'),
     ('head.action_in', 'network.action_dim / network.hidden_dims'),
     ('head.mlp', 'network.hidden_dims'),

@@ -29,8 +29,12 @@ class NetworkConfig:
     '''Output channels of the stride-2 3x3 conv layers of the image trunk.'''
     trunk_dim: int = 256
     '''Width of the linear layer after flatten (the per-state feature the head reuses).'''
-    hidden_dims: tuple[int, ...] = (256, 256)
-    '''Hidden layer widths of the head MLP (image) or of the whole MLP (state).'''
+    hidden_dims: tuple[int, ...] = (256,)
+    '''Hidden layer widths of the head MLP over (feature, action). The head runs for every
+    scored action (CEM, TD max, negative candidates: ~40 per example), so depth belongs in
+    the trunk, which runs once per state.'''
+    state_trunk_layers: int = 2
+    '''Layers of trunk_dim units in the state trunk (state networks only).'''
     proprio_dim: int = 7
     '''Length of the proprioception vector (6 arm joints + gripper opening); 0 for none.'''
     state_dim: int = 0
@@ -136,7 +140,8 @@ class TrainConfig:
     channels_last: bool = True
     '''Train the image trunk in channels_last memory format (faster convs on CPU).'''
     autocast_bf16: bool = True
-    '''Train under bf16 autocast (CPU with AMX/AVX512-bf16, or CUDA); acting is always fp32.'''
+    '''Train image networks under bf16 autocast (CPU with AMX/AVX512-bf16, or CUDA); state
+    networks always train in fp32 (measured faster there); acting is always fp32.'''
     num_threads: int = 0
     '''torch intra-op threads; 0 keeps torch's default.'''
     diag_batch: int = 64

@@ -53,17 +53,21 @@ class ImageTrunk(nn.Module):
 
 
 class StateTrunk(nn.Module):
-    '''One layer over (state, goal state[, proprio]).'''
+    '''MLP over (state, goal state[, proprio]): `state_trunk_layers` layers of trunk_dim.'''
 
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         self.proprio_dim = cfg.proprio_dim
         self.proj = nn.Linear(2 * cfg.state_dim + cfg.proprio_dim, cfg.trunk_dim)
+        layers: list[nn.Module] = []
+        for _ in range(cfg.state_trunk_layers - 1):
+            layers += [nn.Linear(cfg.trunk_dim, cfg.trunk_dim), nn.ReLU()]
+        self.mlp = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor,
                 proprio: torch.Tensor | None) -> torch.Tensor:
         parts = [obs, goal] + ([proprio] if self.proprio_dim else [])
-        return torch.relu(self.proj(torch.cat(parts, dim=-1)))  # (B, F)
+        return self.mlp(torch.relu(self.proj(torch.cat(parts, dim=-1))))  # (B, F)
 
 
 class ActionHead(nn.Module):
@@ -76,14 +80,15 @@ class ActionHead(nn.Module):
         self.action_in = nn.Linear(action_dim, first, bias=False)
         layers: list[nn.Module] = []
         for a, b in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.ReLU(), nn.Linear(a, b)]
-        layers += [nn.ReLU(), nn.Linear(hidden[-1], 1)]
+            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(hidden[-1], 1)]
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, feature: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         '''feature (B, F), actions (B, K, A) -> logits (B, K).'''
-        h = self.feature_in(feature).unsqueeze(1) + self.action_in(actions)  # (B, K, H)
-        return self.mlp(h).squeeze(-1)
+        h = self.action_in(actions)  # (B, K, H): the only per-action work of the first layer
+        h = h + self.feature_in(feature).unsqueeze(1)
+        return self.mlp(torch.relu_(h)).squeeze(-1)
 
 
 class QNetwork(nn.Module):

@@ -1,0 +1,220 @@
+'''Throughput of the learning core: training updates per second, CEM acting latency.
+
+    python bench/throughput.py [--quick]
+
+Metrics (BENCHMARKS.md shape, written to bench/results/throughput.json and .md):
+  updates_per_s_64px_b128   AM updates/s, 64x64 images, batch 128, default config
+                            (channels_last + bf16 autocast, `sampled` TD max)
+  updates_per_s_state_b256  AM updates/s, state vectors (D=28, cube-single's size), batch 256
+  cem_act_p99_ms            GoalReachingPolicy.act on one 64x64 observation, trunk included
+  dataset_build_fps         frames/s of the data helper's cache build from 640x480 bags
+                            (measured by its bench function when it exists)
+and, measured in the same run, the naive paths each optimisation replaces:
+  *_naive_fp32              fp32, no channels_last
+  *_target_cem              the paper's CEM max in the TD target (32 x 2) instead of `sampled`
+  cem_act_p99_ms_naive      the trunk recomputed for every CEM sample (full forward)
+Run it alone: `flock /tmp/am-heavy.lock python bench/throughput.py`.
+'''
+
+import argparse
+from dataclasses import replace
+import datetime
+import json
+import os
+from pathlib import Path
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'src' / 'am_learning'))
+
+from am_learning.cem import cem_maximize  # noqa: E402
+from am_learning.checkpoint import load_checkpoint  # noqa: E402
+from am_learning.config import NetworkConfig, TrainConfig  # noqa: E402
+from am_learning.data.dataset import EpisodeDataset  # noqa: E402
+from am_learning.policy import GoalReachingPolicy  # noqa: E402
+from am_learning.train import Trainer  # noqa: E402
+
+
+def synthetic_dataset(*, images: int | None, state_dim: int | None, frames: int = 4000,
+                      episode_length: int = 200, seed: int = 0) -> EpisodeDataset:
+    '''Random frames: the speed of an update does not depend on what the pixels show.'''
+    rng = np.random.default_rng(seed)
+    return EpisodeDataset(
+        actions=rng.uniform(-1, 1, (frames, 5)).astype(np.float32),
+        episode_ends=np.arange(episode_length, frames + 1, episode_length, dtype=np.int64),
+        proprio=rng.normal(size=(frames, 7)).astype(np.float32),
+        images=rng.integers(0, 256, (frames, images, images, 3), dtype=np.uint8)
+        if images else None,
+        states=rng.normal(size=(frames, state_dim)).astype(np.float32) if state_dim else None)
+
+
+def updates_per_s(config: TrainConfig, dataset: EpisodeDataset, seconds: float) -> float:
+    trainer = Trainer(config, dataset)
+    for _ in range(5):  # warm-up: allocator, oneDNN kernels
+        trainer.update()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        trainer.update()
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def act_latencies(policy: GoalReachingPolicy, calls: int, rng: np.random.Generator,
+                  naive: bool) -> np.ndarray:
+    obs = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    proprio = rng.normal(size=7).astype(np.float32)
+    policy.set_goal(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    out = []
+    for i in range(calls + 10):
+        start = time.perf_counter()
+        if naive:
+            naive_act(policy, obs, proprio)
+        else:
+            policy.act(obs, proprio)
+        if i >= 10:
+            out.append((time.perf_counter() - start) * 1e3)
+    return np.asarray(out)
+
+
+@torch.no_grad()
+def naive_act(policy: GoalReachingPolicy, obs: np.ndarray, proprio: np.ndarray) -> None:
+    '''CEM where every sample runs the whole network (trunk included), as a reference.'''
+    net = policy.network
+    o = torch.from_numpy(obs).unsqueeze(0)
+    p = torch.from_numpy(proprio).unsqueeze(0)
+    goal = policy._goal
+
+    def score(actions: torch.Tensor) -> torch.Tensor:  # (1, K, A)
+        k = actions.shape[1]
+        return net(o.expand(k, -1, -1, -1), goal.expand(k, -1, -1, -1), p.expand(k, -1),
+                   actions[0]).unsqueeze(0)
+
+    cem_maximize(score, 1, 5, policy.cem, policy.generator)
+
+
+def dataset_build_fps() -> tuple[float | None, str]:
+    '''The data helper's measurement, when its bench function exists.'''
+    try:
+        from am_learning.data import bench as data_bench  # type: ignore[attr-defined]
+    except ImportError:
+        return None, 'dataset_build_fps: am_learning.data.bench does not exist yet'
+    fn = getattr(data_bench, 'dataset_build_fps', None)
+    if fn is None:
+        return None, 'dataset_build_fps: am_learning.data.bench has no dataset_build_fps()'
+    return float(fn()), 'dataset_build_fps from am_learning.data.bench.dataset_build_fps()'
+
+
+def machine() -> str:
+    cpu = platform.processor() or ''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    return f'{os.cpu_count()} cores, {mem_gb:.0f} GiB, {cpu}, {gpu}, torch {torch.__version__}'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--seconds', type=float, default=8.0, help='time per training figure')
+    parser.add_argument('--calls', type=int, default=500, help='act() calls for latency')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    parser.add_argument('--out', default=str(ROOT / 'bench' / 'results'),
+                        help='folder for throughput.json/.md')
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    metrics: dict[str, float] = {}
+    notes = []
+
+    image_cfg = TrainConfig(network=NetworkConfig(observation='image', image_size=64),
+                            batch_size=128, device=args.device)
+    image_ds = synthetic_dataset(images=64, state_dim=None)
+    fast = updates_per_s(image_cfg, image_ds, args.seconds)
+    naive = updates_per_s(replace(image_cfg, channels_last=False, autocast_bf16=False),
+                          image_ds, args.seconds)
+    cem_t = updates_per_s(replace(image_cfg, target_max='cem'), image_ds, args.seconds)
+    metrics['updates_per_s_64px_b128'] = round(fast, 2)
+    metrics['updates_per_s_64px_b128_naive_fp32'] = round(naive, 2)
+    metrics['updates_per_s_64px_b128_target_cem'] = round(cem_t, 2)
+    metrics['speedup_64px_bf16_channels_last'] = round(fast / naive, 2)
+    print(f'64px b128: {fast:.1f} upd/s (fp32 naive {naive:.1f}, target CEM {cem_t:.1f})')
+
+    state_cfg = TrainConfig(network=NetworkConfig(observation='state', state_dim=28,
+                                                  proprio_dim=0),
+                            batch_size=256, device=args.device)
+    state_ds = synthetic_dataset(images=None, state_dim=28)
+    s_fast = updates_per_s(state_cfg, state_ds, args.seconds)
+    s_fp32 = updates_per_s(replace(state_cfg, autocast_bf16=False), state_ds, args.seconds)
+    s_cem = updates_per_s(replace(state_cfg, target_max='cem'), state_ds, args.seconds)
+    metrics['updates_per_s_state_b256'] = round(s_fast, 2)
+    metrics['updates_per_s_state_b256_fp32'] = round(s_fp32, 2)
+    metrics['updates_per_s_state_b256_target_cem'] = round(s_cem, 2)
+    print(f'state b256: {s_fast:.1f} upd/s (fp32 {s_fp32:.1f}, target CEM {s_cem:.1f})')
+
+    # Acting: a freshly initialised default image network behind the real policy class.
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(replace(image_cfg, device='cpu'), image_ds)
+        trainer.save(tmp)
+        policy = GoalReachingPolicy(load_checkpoint(tmp), 'cpu')
+    rng = np.random.default_rng(0)
+    lat = act_latencies(policy, args.calls, rng, naive=False)
+    lat_naive = act_latencies(policy, max(50, args.calls // 5), rng, naive=True)
+    metrics['cem_act_p50_ms'] = round(float(np.percentile(lat, 50)), 3)
+    metrics['cem_act_p99_ms'] = round(float(np.percentile(lat, 99)), 3)
+    metrics['cem_act_p99_ms_naive'] = round(float(np.percentile(lat_naive, 99)), 3)
+    metrics['cem_samples'] = policy.cem.samples
+    metrics['cem_iterations'] = policy.cem.iterations
+    print(f'act: p50 {metrics["cem_act_p50_ms"]} ms, p99 {metrics["cem_act_p99_ms"]} ms '
+          f'(naive p99 {metrics["cem_act_p99_ms_naive"]} ms)')
+
+    fps, note = dataset_build_fps()
+    if fps is not None:
+        metrics['dataset_build_fps'] = round(fps, 1)
+    notes.append(note)
+    notes.append('synthetic random frames (speed does not depend on content); default '
+                 'TrainConfig (conv 32-64-64, trunk 256, head 256x256, 4 negatives from 16 '
+                 'candidates, 16 uniform + dataset action in the TD max); acting with '
+                 f'CEM {policy.cem.samples}x{policy.cem.iterations} in fp32; '
+                 f'{torch.get_num_threads()} torch threads; machine shared with other jobs')
+
+    commit = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    result = {
+        'benchmark': 'throughput',
+        'command': 'flock /tmp/am-heavy.lock python bench/throughput.py ' + ' '.join(
+            argv if argv is not None else sys.argv[1:]),
+        'date': datetime.date.today().isoformat(),
+        'machine': machine(),
+        'git_commit': commit,
+        'metrics': metrics,
+        'targets': {'updates_per_s_64px_b128': '>= 30', 'updates_per_s_state_b256': '>= 400',
+                    'cem_act_p99_ms': '<= 2', 'dataset_build_fps': '>= 1000'},
+        'notes': '; '.join(notes),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = '' if args.device == 'cpu' else f'.{args.device.split(":")[0]}'
+    (out / f'throughput{suffix}.json').write_text(json.dumps(result, indent=2) + '\n')
+    lines = [f'# throughput{suffix}', '', f'- command: `{result["command"]}`',
+             f'- date: {result["date"]}', f'- machine: {result["machine"]}',
+             f'- git_commit: {commit}', '', '| metric | value | target |', '|---|---|---|']
+    for key, value in metrics.items():
+        lines.append(f'| {key} | {value} | {result["targets"].get(key, "")} |')
+    lines += ['', f'Notes: {result["notes"]}', '']
+    (out / f'throughput{suffix}.md').write_text('\n'.join(lines))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

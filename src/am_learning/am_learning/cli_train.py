@@ -1,0 +1,127 @@
+'''am-train: train an agent on a dataset; one run folder per run; resumable.
+
+    am-train --dataset CACHE_DIR --run-dir runs/am1 [--config cfg.yaml] [--set k=v ...]
+    am-train --bags BAG_DIR --cache CACHE_DIR --run-dir runs/am1 --agent her_neg
+    am-train --synthetic point-world --observation state --run-dir /tmp/demo --updates 2000
+
+The run folder gets config.json, metrics.csv (diagnostics every log_interval updates),
+plots.png and checkpoint/ (weights, config, dataset manifest, resume state). Running the
+same command again resumes from the checkpoint; --no-resume starts over.
+'''
+
+import argparse
+from dataclasses import replace
+import json
+import logging
+from pathlib import Path
+import sys
+from typing import Any
+
+from am_learning.config import AGENTS, TrainConfig
+
+
+def parse_value(text: str) -> Any:
+    '''A --set value: YAML scalars and lists (8, 0.5, true, [32, 64]) or a plain string.'''
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='am-train', description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n', 2)[2])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--dataset', type=Path, help='dataset cache folder (am-dataset build)')
+    src.add_argument('--bags', type=Path, help='folder of rosbag2 bags (cached in --cache)')
+    src.add_argument('--synthetic', choices=['point-world'],
+                     help='a generated toy dataset (am_learning.testing), for smoke runs')
+    p.add_argument('--cache', type=Path, help='cache folder for --bags (default BAGS/.cache)')
+    p.add_argument('--run-dir', type=Path, required=True, help='output folder of the run')
+    p.add_argument('--config', type=Path, help='YAML or JSON file of TrainConfig fields')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a config field, dotted for sections '
+                        '(e.g. relabel.num_negatives=8, network.conv_channels=[32,64])')
+    p.add_argument('--agent', choices=AGENTS, help='shorthand for --set agent=...')
+    p.add_argument('--observation', choices=['image', 'state'],
+                   help='shorthand for --set network.observation=...')
+    p.add_argument('--updates', type=int, help='shorthand for --set updates=...')
+    p.add_argument('--batch-size', type=int, help='shorthand for --set batch_size=...')
+    p.add_argument('--device', help='shorthand for --set device=... (auto, cpu, cuda)')
+    p.add_argument('--seed', type=int, help='shorthand for --set seed=...')
+    p.add_argument('--finetune-from', help='AM checkpoint to start from (fine-tuning)')
+    p.add_argument('--no-resume', action='store_true', help='start over in --run-dir')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p
+
+
+def make_config(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        if '=' not in item:
+            raise ValueError(f'--set expects KEY=VALUE, got {item!r}')
+        key, value = item.split('=', 1)
+        overrides[key.strip()] = parse_value(value)
+    for flag, key in (('agent', 'agent'), ('observation', 'network.observation'),
+                      ('updates', 'updates'), ('batch_size', 'batch_size'),
+                      ('device', 'device'), ('seed', 'seed'),
+                      ('finetune_from', 'finetune_from')):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    return config.with_overrides(overrides) if overrides else config
+
+
+def load_data(args: argparse.Namespace, config: TrainConfig) -> Any:
+    if args.synthetic:
+        from am_learning.testing import make_point_dataset
+        size = config.network.image_size if config.network.observation == 'image' else None
+        return make_point_dataset(40, 50, image_size=size, seed=config.seed)
+    from am_learning.data import DatasetConfig, dataset_from_bags, load_dataset
+    if args.dataset:
+        return load_dataset(args.dataset)
+    cache = args.cache or (args.bags / '.cache')
+    return dataset_from_bags(args.bags, cache,
+                             DatasetConfig(image_size=config.network.image_size),
+                             progress=not args.no_progress)
+
+
+def fit_to_dataset(config: TrainConfig, dataset: Any) -> TrainConfig:
+    '''Fill network.state_dim from the dataset when it is left at 0.'''
+    net = config.network
+    if net.observation == 'state' and net.state_dim == 0 and dataset.states is not None:
+        net = replace(net, state_dim=int(dataset.states.shape[1]))
+    return replace(config, network=net)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    args = build_parser().parse_args(argv)
+    try:
+        config = make_config(args)
+        if args.synthetic and config.network.observation == 'state':
+            config = config.with_overrides({'network.proprio_dim': 0})
+        dataset = load_data(args, config)
+        config = fit_to_dataset(config, dataset).validate()
+        from am_learning.train import Trainer
+        trainer = Trainer(config, dataset, run_dir=args.run_dir, resume=not args.no_resume)
+        row = trainer.train(progress=not args.no_progress)
+        path = trainer.save()
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f'am-train: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('am-train: interrupted; rerun the same command to resume from the last '
+              'checkpoint', file=sys.stderr)
+        return 130
+    print(json.dumps({'checkpoint': str(path), 'step': trainer.step,
+                      'last_metrics': row}, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

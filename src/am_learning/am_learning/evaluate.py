@@ -1,0 +1,159 @@
+'''In-process evaluation: greedy rollouts towards goal images in the simulated scene.
+
+The scene comes from am_learning.envs.make_scene, the same function am_sim uses, so the
+policy sees the same rendering it would see through ROS. Tasks: the benchmark's evaluation
+tasks (OGBench's five per scene, success is OGBench's) and reach tasks (the goal image shows
+the gripper at a random pose; success within 3 cm). Any object with the Scene methods used
+here (reset/load_*_task, step, render, proprio, state, goal_state, task_solved,
+goal_distance) can stand in for a scene, e.g. am_learning.testing.PointWorld.
+'''
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from am_learning.policy import GoalReachingPolicy, resize_image
+
+
+class SceneLike(Protocol):
+    def step(self, action: np.ndarray) -> None: ...
+    def render(self) -> np.ndarray: ...
+    def proprio(self) -> np.ndarray: ...
+    def state(self) -> np.ndarray: ...
+    def goal_state(self) -> np.ndarray | None: ...
+    def task_solved(self) -> bool: ...
+    def goal_distance(self) -> float: ...
+
+
+@dataclass
+class RolloutResult:
+    '''One rollout towards one goal.'''
+
+    task: str
+    success: bool
+    steps: int
+    final_q: float
+    mean_q: float
+    goal_distance: float
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    goal_image: np.ndarray | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop('frames')
+        d.pop('goal_image')
+        return d
+
+
+def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray, *,
+            task: str, max_steps: int, keep_frames: bool = False,
+            stop_on_success: bool = True) -> RolloutResult:
+    '''Act greedily from the scene's current state towards its loaded goal.'''
+    if policy.uses_images:
+        policy.set_goal(goal_image)
+    else:
+        goal_state = scene.goal_state()
+        if goal_state is None:
+            raise ValueError(f'{task}: a state policy needs the goal state of the task')
+        policy.set_goal(goal_state)
+    frames: list[np.ndarray] = []
+    qs: list[float] = []
+    success = False
+    steps = 0
+    while steps < max_steps:
+        steps += 1
+        image = scene.render() if (policy.uses_images or keep_frames) else None
+        if keep_frames:
+            frames.append(image)
+        obs = image if policy.uses_images else scene.state()
+        step = policy.act(obs, scene.proprio())
+        qs.append(step.q_value)
+        scene.step(step.action)
+        success = bool(scene.task_solved())
+        if success and stop_on_success:
+            break
+    if keep_frames:
+        frames.append(scene.render())
+    return RolloutResult(task=task, success=success, steps=steps,
+                         final_q=qs[-1] if qs else float('nan'),
+                         mean_q=float(np.mean(qs)) if qs else float('nan'),
+                         goal_distance=float(scene.goal_distance()), frames=frames,
+                         goal_image=goal_image if keep_frames else None)
+
+
+def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
+             reach_tasks: int, episodes_per_task: int = 1, max_steps: int = 200,
+             seed: int = 0, filmstrips: int = 4, filmstrip_path: str | Path | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    '''Success per task (percent) over rollouts on eval tasks and reach tasks.'''
+    jobs: list[tuple[str, int | None, int]] = []
+    for k in eval_tasks:
+        jobs += [(f'task{k}', k, seed + 1000 * k + e) for e in range(episodes_per_task)]
+    jobs += [('reach', None, seed + 100_000 + e) for e in range(reach_tasks)]
+    results: list[RolloutResult] = []
+    iterator = jobs
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(jobs, desc='eval', unit='rollout', dynamic_ncols=True)
+    for name, task_id, job_seed in iterator:
+        if task_id is not None:
+            goal = scene.load_eval_task(task_id, seed=job_seed)
+        else:
+            goal = scene.load_reach_task(seed=job_seed)
+        results.append(rollout(policy, scene, goal, task=name, max_steps=max_steps,
+                               keep_frames=len(results) < filmstrips))
+    per_task: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(r.task for r in results):
+        rs = [r for r in results if r.task == name]
+        per_task[name] = {
+            'success_pct': 100.0 * float(np.mean([r.success for r in rs])),
+            'rollouts': len(rs),
+            'mean_steps': float(np.mean([r.steps for r in rs])),
+            'mean_final_q': float(np.nanmean([r.final_q for r in rs]))
+            if any(np.isfinite(r.final_q) for r in rs) else None,
+        }
+    eval_rs = [r for r in results if r.task != 'reach']
+    reach_rs = [r for r in results if r.task == 'reach']
+    report: dict[str, Any] = {
+        'success_pct': {
+            'eval_tasks': 100.0 * float(np.mean([r.success for r in eval_rs]))
+            if eval_rs else None,
+            'reach': 100.0 * float(np.mean([r.success for r in reach_rs])) if reach_rs else None,
+        },
+        'per_task': per_task,
+        'rollouts': len(results),
+        'max_steps': max_steps,
+        'rollout_details': [r.summary() for r in results],
+    }
+    if filmstrip_path is not None and any(r.frames for r in results):
+        report['filmstrip'] = str(write_filmstrip([r for r in results if r.frames],
+                                                  filmstrip_path))
+    return report
+
+
+def write_filmstrip(results: list[RolloutResult], path: str | Path, *, columns: int = 8,
+                    cell: int = 96) -> Path:
+    '''PNG: one row per rollout: its goal image, a gap, then `columns` frames over time.'''
+    import cv2
+
+    rows = []
+    for r in results:
+        picks = np.linspace(0, len(r.frames) - 1, num=min(columns, len(r.frames))).round()
+        tiles = [resize_image(r.frames[int(i)], cell) for i in picks]
+        tiles += [np.full((cell, cell, 3), 255, np.uint8)] * (columns - len(tiles))
+        goal = resize_image(r.goal_image, cell) if r.goal_image is not None else \
+            np.zeros((cell, cell, 3), np.uint8)
+        # A green or red bar under the goal marks success or failure.
+        goal = goal.copy()
+        goal[-6:] = (40, 200, 60) if r.success else (220, 40, 40)
+        gap = np.full((cell, 8, 3), 255, np.uint8)
+        rows.append(np.concatenate([goal, gap, *tiles], axis=1))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    strip = np.concatenate(rows[:-1], axis=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+        raise OSError(f'could not write {path}')
+    return path
