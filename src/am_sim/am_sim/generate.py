@@ -117,14 +117,17 @@ def _make_core(config: GenerateConfig) -> SimCore:
 # --- worker processes: each holds one scene for all its episodes ----------------------------
 
 _WORKER: dict = {}
+'''Per process: the scene (by scene, image size, camera) and the typestore, made once.'''
 
 
 def _worker_episode(config: GenerateConfig, index: int) -> EpisodeSummary:
-    if 'core' not in _WORKER:
-        from am_dataset_recorder.episode_writer import make_typestore
+    from am_dataset_recorder.episode_writer import make_typestore
 
-        _WORKER['core'] = _make_core(config)
-        _WORKER['store'] = make_typestore()
+    key = (config.scene, config.image_size, config.state_only)
+    if _WORKER.get('key') != key:
+        if 'core' in _WORKER:
+            _WORKER['core'].scene.close()
+        _WORKER.update(key=key, core=_make_core(config), store=make_typestore())
     return generate_episode(config, index, _WORKER['core'], _WORKER['store'])
 
 

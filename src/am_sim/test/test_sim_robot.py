@@ -1,0 +1,170 @@
+'''sim_robot over DDS: streams and their rates, twist motion, stale commands, services.'''
+
+import threading
+import time
+
+from am_testing.fixtures import wait_for
+from geometry_msgs.msg import PoseStamped, TwistStamped
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray
+
+from am_learning import conventions as conv
+from am_msgs.msg import SimStatus
+from am_msgs.srv import LoadTask, ResetScene
+
+pytestmark = pytest.mark.ros
+SIZE = 32
+
+
+class Inbox:
+    '''Messages of one topic with their arrival times.'''
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, object]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, msg) -> None:
+        with self.lock:
+            self.items.append((time.monotonic(), msg))
+
+    def since(self, t: float) -> list:
+        with self.lock:
+            return [m for s, m in self.items if s >= t]
+
+    def last(self):
+        with self.lock:
+            return self.items[-1][1] if self.items else None
+
+
+def ee(inbox: Inbox) -> np.ndarray:
+    p = inbox.last().pose.position
+    return np.array([p.x, p.y, p.z])
+
+
+def call(node, srv_type, name: str, request, timeout: float = 15.0):
+    client = node.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f'{name} not available'
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout), f'{name} did not answer'
+    return future.result()
+
+
+def test_streams_rates_twist_and_stale_command(start_node, ros_node):
+    sim = start_node('am_sim', 'sim_robot', params={
+        'image_size': SIZE, 'camera_rate_hz': 10.0, 'seed': 3})
+    images, joints, poses = Inbox(), Inbox(), Inbox()
+    ros_node.create_subscription(Image, conv.CAMERA_TOPIC, images, qos_profile_sensor_data)
+    ros_node.create_subscription(JointState, conv.JOINT_STATES_TOPIC, joints, 50)
+    ros_node.create_subscription(PoseStamped, conv.EE_POSE_TOPIC, poses, 50)
+    twist_pub = ros_node.create_publisher(TwistStamped, conv.TWIST_TOPIC, 10)
+    assert wait_for(lambda: len(images.items) > 2 and len(joints.items) > 2, 30), sim.log()
+
+    # Rates (loose bounds: two shared cores).
+    t = time.monotonic()
+    time.sleep(2.0)
+    n_joints, n_images = len(joints.since(t)), len(images.since(t))
+    assert 28 <= n_joints <= 44, n_joints  # 20 Hz
+    assert 13 <= n_images <= 23, n_images  # 10 Hz
+    img = images.last()
+    assert (img.height, img.width, img.encoding, img.step) == (SIZE, SIZE, 'rgb8', 3 * SIZE)
+    assert len(img.data) == SIZE * SIZE * 3
+    js = joints.last()
+    assert list(js.name) == [*conv.ARM_JOINTS, conv.GRIPPER_JOINT]
+    assert len(js.position) == 7 and 0.0 <= js.position[6] <= 1.0
+
+    # A twist in +x for 0.6 s moves the end effector in +x.
+    assert wait_for(lambda: twist_pub.get_subscription_count() > 0, 10)
+    start = ee(poses)
+    for _ in range(12):
+        msg = TwistStamped()
+        msg.header.stamp = ros_node.get_clock().now().to_msg()
+        msg.twist.linear.x = 0.5  # m/s: half of full scale
+        twist_pub.publish(msg)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    moved = ee(poses) - start
+    assert moved[0] > 0.08, moved
+    assert abs(moved[1]) < 0.03, moved
+
+    # No more commands: the last one goes stale and the arm holds still.
+    time.sleep(0.3)
+    held = ee(poses)
+    time.sleep(1.0)
+    assert np.linalg.norm(ee(poses) - held) < 0.005
+    assert sim.alive()
+
+
+def test_services_tasks_and_parameters(start_node, ros_node):
+    sim = start_node('am_sim', 'sim_robot', params={'image_size': SIZE, 'seed': 1})
+    images, status = Inbox(), Inbox()
+    ros_node.create_subscription(Image, conv.CAMERA_TOPIC, images, qos_profile_sensor_data)
+    ros_node.create_subscription(SimStatus, '/sim_robot/status', status, 10)
+
+    reply = call(ros_node, ResetScene, '/sim_robot/reset', ResetScene.Request(use_seed=True,
+                                                                              seed=5))
+    assert reply.success and (reply.image.height, reply.image.width) == (SIZE, SIZE)
+
+    reply = call(ros_node, LoadTask, '/sim_robot/load_task',
+                 LoadTask.Request(kind=LoadTask.Request.KIND_EVAL, task_id=2,
+                                  use_seed=True, seed=0))
+    assert reply.success, reply.message
+    goal = np.frombuffer(reply.goal_image.data, np.uint8).reshape(SIZE, SIZE, 3)
+    t = time.monotonic()
+    assert wait_for(lambda: images.since(t), 5)
+    now = np.frombuffer(images.since(t)[-1].data, np.uint8).reshape(SIZE, SIZE, 3)
+    assert np.abs(goal.astype(int) - now).mean() > 0.5  # the cube is elsewhere in the goal
+    assert wait_for(lambda: status.last() is not None and status.last().task == 'task2', 5)
+    assert status.last().scene == 'cube-single' and not status.last().task_solved
+
+    reply = call(ros_node, LoadTask, '/sim_robot/load_task',
+                 LoadTask.Request(kind=LoadTask.Request.KIND_REACH, use_seed=True, seed=4))
+    assert reply.success
+    assert 0.2 <= reply.goal_position[0] <= 0.65 and 0.15 <= reply.goal_position[2] <= 0.4
+    assert wait_for(lambda: status.last().task == 'reach' and status.last().goal_distance > 0, 5)
+
+    # Bad requests are refused with a reason; the node keeps running.
+    reply = call(ros_node, LoadTask, '/sim_robot/load_task',
+                 LoadTask.Request(kind=LoadTask.Request.KIND_EVAL, task_id=9))
+    assert not reply.success and 'task_id' in reply.message
+    reply = call(ros_node, LoadTask, '/sim_robot/load_task', LoadTask.Request(kind=7))
+    assert not reply.success and 'kind' in reply.message
+
+    def set_param(name: str, value: float) -> bool:
+        p = ParameterMsg(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+        result = call(ros_node, SetParameters, '/sim_robot/set_parameters',
+                      SetParameters.Request(parameters=[p]))
+        return result.results[0].successful
+
+    assert not set_param('camera_rate_hz', 7.0)  # does not divide 20 Hz
+    assert not set_param('real_time_factor', -2.0)
+    assert set_param('command_timeout_s', 0.2)
+    assert sim.alive()
+
+
+def test_faster_than_real_time_publishes_clock(start_node, ros_node):
+    start_node('am_sim', 'sim_robot', params={'image_size': 16, 'real_time_factor': 4.0,
+                                              'seed': 0})
+    clocks, joints = Inbox(), Inbox()
+    ros_node.create_subscription(Clock, conv.CLOCK_TOPIC, clocks, 50)
+    ros_node.create_subscription(Float32MultiArray, conv.SIM_STATE_TOPIC, joints, 50)
+    ros_node.create_subscription(JointState, conv.JOINT_STATES_TOPIC, joints, 50)
+    assert wait_for(lambda: len(clocks.items) > 5, 30)
+    t = time.monotonic()
+    assert wait_for(lambda: len(clocks.since(t)) > 40, 10)
+    wall = time.monotonic() - t
+    got = clocks.since(t)
+    sim_s = (got[-1].clock.sec + got[-1].clock.nanosec * 1e-9) - (
+        got[0].clock.sec + got[0].clock.nanosec * 1e-9)
+    assert sim_s / wall > 2.0, (sim_s, wall)  # asked for 4x; loose on shared cores
+    js = [m for m in joints.since(t) if isinstance(m, JointState)][-1]
+    c = got[-1].clock
+    stamp = js.header.stamp.sec + js.header.stamp.nanosec * 1e-9
+    assert abs(stamp - (c.sec + c.nanosec * 1e-9)) < 1.0  # stamped with simulation time
