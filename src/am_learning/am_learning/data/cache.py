@@ -12,13 +12,14 @@ A build writes into a hidden sibling folder and renames it into place, so a cach
 always complete; a cache is stale when its bags' files or the config differ from now.
 '''
 
+import collections
 from collections.abc import Iterator
 import concurrent.futures
 from dataclasses import dataclass, field
 import datetime
+import itertools
 import json
 import logging
-import multiprocessing
 import os
 from pathlib import Path
 import shutil
@@ -43,8 +44,6 @@ CACHE_FORMAT = 'am_learning.dataset_cache'
 CACHE_VERSION = 1
 MANIFEST = 'manifest.json'
 ARRAYS = ('actions', 'proprio', 'images', 'states', 'episode_ends')
-# Below this many bytes of bags, worker processes cost more to start than they save.
-PARALLEL_MIN_BYTES = 32 * 2**20
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -171,7 +170,7 @@ class _Stats:
                 (('mean', mean), ('std', std), ('min', self.min), ('max', self.max))}
 
 
-# --- reading bags (in worker processes when there is enough to do) -------------------------
+# --- reading bags (in worker threads when there are several) --------------------------------
 
 @dataclass
 class _BagResult:
@@ -181,16 +180,6 @@ class _BagResult:
     error: str | None = None
     topics: dict[str, str] = field(default_factory=dict)
     rates_hz: dict[str, float] = field(default_factory=dict)
-    log_records: list[tuple[int, str]] = field(default_factory=list)
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((record.levelno, record.getMessage()))
 
 
 def _rates(streams: object) -> dict[str, float]:
@@ -207,73 +196,57 @@ def _rates(streams: object) -> dict[str, float]:
     return rates
 
 
-def _process_bag(bag: Path, config: DatasetConfig, fast: bool, capture: bool) -> _BagResult:
-    '''Read one bag and align its episodes. capture: collect log records (worker processes
-    have no handlers; the parent re-emits them).'''
-    handler = None
-    logger = logging.getLogger('am_learning.data')
-    if capture:
-        handler = _ListHandler()
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+def _process_bag(bag: Path, config: DatasetConfig, fast: bool) -> _BagResult:
+    '''Read one bag and align its episodes.'''
     result = _BagResult(bag=bag)
     try:
-        try:
-            streams = read_bag(bag, config, fast=fast)
-        except BagReadError as err:
-            result.error = str(err)
-            return result
-        result.topics = streams.topics
-        result.rates_hz = _rates(streams)
-        for window in episode_windows(streams):
-            try:
-                result.episodes.append(align_episode(streams, window, config))
-            except UnusableEpisodeError as err:
-                result.skipped.append((window.episode_id, str(err)))
+        streams = read_bag(bag, config, fast=fast)
+    except BagReadError as err:
+        result.error = str(err)
         return result
-    finally:
-        if handler is not None:
-            logger.removeHandler(handler)
-            logger.propagate = True
-            result.log_records = handler.records
+    result.topics = streams.topics
+    result.rates_hz = _rates(streams)
+    for window in episode_windows(streams):
+        try:
+            result.episodes.append(align_episode(streams, window, config))
+        except UnusableEpisodeError as err:
+            result.skipped.append((window.episode_id, str(err)))
+    return result
 
 
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
-
-
-def _auto_workers(bags: list[Path]) -> int:
+def _cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    total = sum(p.stat().st_size for b in bags for p in bag_files(b))
-    if len(bags) < 2 or total < PARALLEL_MIN_BYTES:
-        return 1
-    return max(1, min(cores, len(bags), 8))
+        return os.cpu_count() or 1
 
 
 def _results(bags: list[Path], config: DatasetConfig, workers: int,
              fast: bool) -> Iterator[_BagResult]:
-    '''Per bag, in the order of `bags` (so a cache's frame order never depends on timing).'''
+    '''Per bag, in the order of `bags` (so a cache's frame order never depends on timing).
+
+    Threads, not processes: the work per frame is a CDR view plus cv2.resize, which releases
+    the GIL, so threads use every core without a process start-up (seconds with spawn) or
+    pickling the frames back; at most 2 * workers bags are in flight.'''
     if workers <= 1:
         for bag in bags:
-            yield _process_bag(bag, config, fast, capture=False)
+            yield _process_bag(bag, config, fast)
         return
-    # spawn, not fork: the parent may hold OpenCV / torch thread pools that fork would break.
-    context = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_init
-    ) as pool:
-        futures = [pool.submit(_process_bag, bag, config, fast, True) for bag in bags]
-        for future in futures:
-            result = future.result()
-            for level, message in result.log_records:
-                log.log(level, message)
-            yield result
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers,
+                                               thread_name_prefix='am-dataset') as pool:
+        pending: collections.deque = collections.deque()
+        queue = iter(bags)
+        try:
+            for bag in itertools.islice(queue, 2 * workers):
+                pending.append(pool.submit(_process_bag, bag, config, fast))
+            while pending:
+                result = pending.popleft().result()
+                for bag in itertools.islice(queue, 1):
+                    pending.append(pool.submit(_process_bag, bag, config, fast))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 # --- build / load --------------------------------------------------------------------------
@@ -308,8 +281,8 @@ def build_cache(bag_dir: Path, cache_dir: Path, config: DatasetConfig, *,
 
     Does nothing when cache_dir is already fresh (same bag files, same config) unless
     `force`. Unreadable bags and unusable episodes are skipped with a warning naming them;
-    DatasetError when no episode is usable. workers: processes reading bags (None: one per
-    core when there are several large bags). fast=False: the naive image decoding path.'''
+    DatasetError when no episode is usable. workers: threads reading bags (None: one per
+    core). fast=False: the naive image decoding path.'''
     bag_dir, cache_dir = Path(bag_dir), Path(cache_dir)
     if not bag_dir.exists():
         raise DatasetError(f'bag folder {bag_dir} does not exist')
@@ -324,7 +297,7 @@ def build_cache(bag_dir: Path, cache_dir: Path, config: DatasetConfig, *,
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{cache_dir.name}.building-', dir=cache_dir.parent))
     try:
-        workers = _auto_workers(bags) if workers is None else max(1, int(workers))
+        workers = min(_cores(), len(bags)) if workers is None else max(1, int(workers))
         manifest = _write_arrays(tmp, bag_dir, bags, sources, config, workers, fast, progress,
                                  cache_dir)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -63,8 +63,9 @@ def pixels_to_rgb(
 def compressed_to_rgb(data: np.ndarray | bytes | memoryview, fmt: str, size: int) -> np.ndarray:
     '''CompressedImage bytes (jpeg or png, any `format` string) -> (size, size, 3) RGB.
 
-    JPEGs much larger than the target are decoded at 1/2, 1/4 or 1/8 scale by the
-    decoder itself (cheaper than a full decode followed by a large downscale).'''
+    JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale by the decoder
+    itself (the largest scale that stays at or above the target; cheaper than a full decode
+    followed by a large downscale, and close to it: the DCT scaling averages blocks).'''
     buf = np.frombuffer(data, dtype=np.uint8)
     if len(buf) == 0:
         raise ImageDecodeError(f'empty compressed image (format {fmt!r})')
@@ -73,7 +74,7 @@ def compressed_to_rgb(data: np.ndarray | bytes | memoryview, fmt: str, size: int
         width, height = _jpeg_size(buf)
         for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                                 (2, cv2.IMREAD_REDUCED_COLOR_2)):
-            if width and height and min(width, height) // factor >= 2 * size:
+            if width and height and min(width, height) // factor >= size:
                 flag = reduced
                 break
     image = cv2.imdecode(buf, flag)

@@ -139,6 +139,7 @@ def write_synthetic_bag(
     gap_steps: int = 5,
     seed: int = 0,
     first_step: int = 0,
+    texture: bool = False,
 ) -> SyntheticBag:
     '''Write one bag holding `episodes` one after another (separated by `gap_steps` steps
     of idle recording) and return what a reader should find in it.
@@ -146,7 +147,9 @@ def write_synthetic_bag(
     Topic names come from `config` (defaults: the conventions). compression: None for raw
     sensor_msgs/Image in `encoding`, or 'jpeg' / 'png' on the compressed topic. markers:
     write EpisodeEvent START/STOP/DISCARD. commands: write twist + gripper commands
-    (otherwise actions must come from the end-effector motion).'''
+    (otherwise actions must come from the end-effector motion). texture: blend a fixed
+    camera-like texture into every frame (JPEGs then cost what real ones cost to decode;
+    the colour no longer encodes the step exactly).'''
     config = config or DatasetConfig()
     scale = config.action_scale
     dt = config.period_ns
@@ -192,6 +195,10 @@ def write_synthetic_bag(
     yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
     closure_before = np.concatenate([[0.0], (actions[:, 4] + 1) / 2])  # after step i-1
     joint_names = list(config.joint_names)
+    pattern = None
+    if texture:
+        noise = rng.integers(0, 256, (image_height, image_width, 3), dtype=np.uint8)
+        pattern = cv2.GaussianBlur(noise, (0, 0), 2.0) // 2
 
     with Writer(path, version=Writer.VERSION_LATEST, storage_plugin=plugin) as writer:
         conns = {t: writer.add_connection(t, ty, typestore=store) for t, ty in topics.items()}
@@ -209,6 +216,8 @@ def write_synthetic_bag(
                 if markers:
                     event(t, 0, f'ep{e}', episodes[e])
             rgb = make_frame(global_step, image_width, image_height)
+            if pattern is not None:
+                rgb = rgb // 2 + pattern
             msgtype, raw = _image_message(s, rgb, t, encoding, compression)
             writer.write(conns[camera_topic], t, raw)
             arm = 0.1 * np.arange(6) + 0.01 * i
