@@ -127,6 +127,13 @@ class SimCore:
         self._twist_ns: int | None = None
         self._closure = self.scene.gripper_opening()
         self.steps_total = 0
+        self._twist_seq = 0
+        self._applied_seq = 0
+        self.counters = {'twists_received': 0, 'steps_new_command': 0,
+                         'steps_repeated_command': 0, 'steps_held': 0}
+        '''How each step went: a new twist, the previous one again (still fresh: the operator
+        is late), or held still (no fresh twist). A lossless operator gives one new twist
+        per step while it drives, and no repeats.'''
 
     def now_ns(self, wall_ns: int) -> int:
         '''The time this robot lives in: simulation time, or the given wall time.'''
@@ -153,6 +160,8 @@ class SimCore:
         action = twist_to_action(linear, yaw_rate, 0.0, self.scene.action_scale)
         self._twist_action = action[:4].astype(np.float64)
         self._twist_ns = self.now_ns(wall_ns)
+        self._twist_seq += 1
+        self.counters['twists_received'] += 1
 
     def command_gripper(self, data: list[float] | np.ndarray) -> None:
         '''Forward position controller convention: [closure], 0 open .. 1 closed.'''
@@ -175,8 +184,12 @@ class SimCore:
         fresh = self.command_age_s(wall_ns) <= self.config.command_timeout_s
         if fresh:
             self.scene.step(np.append(self._twist_action, grip))
+            new = self._twist_seq != self._applied_seq
+            self._applied_seq = self._twist_seq
+            self.counters['steps_new_command' if new else 'steps_repeated_command'] += 1
         else:
             self.scene.hold(gripper=grip)
+            self.counters['steps_held'] += 1
         self.sim_time_ns += PERIOD_NS
         self.steps_total += 1
         return self.observe(wall_ns, commanded=fresh)

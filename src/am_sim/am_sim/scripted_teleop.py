@@ -13,8 +13,7 @@ from geometry_msgs.msg import TwistStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
@@ -59,11 +58,9 @@ class ScriptedTeleopNode(Node):
         self._twist_pub = self.create_publisher(TwistStamped, conv.TWIST_TOPIC, 10)
         self._gripper_pub = self.create_publisher(Float64MultiArray, conv.GRIPPER_TOPIC, 10)
         self.create_subscription(Float32MultiArray, conv.SIM_STATE_TOPIC, self._on_state, 10)
-        clients = MutuallyExclusiveCallbackGroup()
-        self._reset = self.create_client(ResetScene, config.reset_service, callback_group=clients)
-        self._start = self.create_client(StartEpisode, config.start_service,
-                                         callback_group=clients)
-        self._stop = self.create_client(StopEpisode, config.stop_service, callback_group=clients)
+        self._reset = self.create_client(ResetScene, config.reset_service)
+        self._start = self.create_client(StartEpisode, config.start_service)
+        self._stop = self.create_client(StopEpisode, config.stop_service)
         self._lock = threading.Lock()
         self._episode_done = threading.Event()
         self._last_state = time.monotonic()
@@ -90,6 +87,8 @@ class ScriptedTeleopNode(Node):
                                         throttle_duration_sec=1.0)
                 return
             done = self.core.done
+        if done:
+            self._episode_done.set()
         if command is None:
             return
         stamp = self.get_clock().now().to_msg()
@@ -101,8 +100,6 @@ class ScriptedTeleopNode(Node):
         twist.twist.angular.z = float(command.yaw_rate)
         self._twist_pub.publish(twist)
         self._gripper_pub.publish(Float64MultiArray(data=[float(command.closure)]))
-        if done:
-            self._episode_done.set()
 
     # --- episodes ------------------------------------------------------------------------
 
@@ -129,7 +126,8 @@ class ScriptedTeleopNode(Node):
             for index in range(cfg.episodes):
                 self._run_episode(index)
             self.succeeded = True
-            self.get_logger().info(f'recorded {cfg.episodes} episode(s) of {cfg.steps} steps')
+            verb = 'recorded' if cfg.record else 'drove'
+            self.get_logger().info(f'{verb} {cfg.episodes} episode(s) of {cfg.steps} steps')
         except EpisodeError as exc:
             self.get_logger().error(f'episode run stopped: {exc}')
         finally:
@@ -165,7 +163,7 @@ def main(args: list[str] | None = None) -> None:
     executor = None
     try:
         node = ScriptedTeleopNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         worker = threading.Thread(target=node.run_episodes, daemon=True)
         worker.start()

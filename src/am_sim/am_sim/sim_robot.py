@@ -6,6 +6,7 @@ status; consumes Servo twists and gripper commands; steps at 20 Hz times
 load evaluation or reach tasks. The simulation itself lives in `am_sim.core`.
 '''
 
+import signal
 import time
 
 from builtin_interfaces.msg import Time
@@ -17,6 +18,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension
@@ -220,8 +222,16 @@ class SimRobotNode(Node):
         return response
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # SIGINT and SIGTERM end the spin with the context still valid, so the final counts
+    # still reach the log (rclpy's own handler would invalidate the context first).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
         node = SimRobotNode()
@@ -230,6 +240,8 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         if node is not None:
+            counts = ', '.join(f'{k} {v}' for k, v in node.core.counters.items())
+            node.get_logger().info(f'steps {node.core.steps_total}: {counts}')
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -102,19 +102,25 @@ class TeleopCore:
 
     @property
     def done(self) -> bool:
-        return self.step >= self.config.steps
+        '''The episode is over: all its commands sent and their result observed.'''
+        return self.step >= self.config.steps and not self.active
 
     def reset_seed(self) -> int:
         '''Seed for the simulator's next reset, drawn from the operator's generator.'''
         return int(self.rng.integers(2**31))
 
     def on_state(self, state: np.ndarray) -> Command | None:
-        '''The command answering this state; None outside an episode or after its last step.'''
-        if not self.active or self.done:
+        '''The command answering this state; None outside an episode.
+
+        The state after the last command ends the episode (it shows that command's result,
+        so the recording holds it too).
+        '''
+        if not self.active:
+            return None
+        if self.step >= self.config.steps:
+            self.active = False
             return None
         action = self._operator.act(np.asarray(state, dtype=np.float32), self.rng)
         linear, yaw_rate, closure = action_to_twist(action, self.scale)
         self.step += 1
-        if self.done:
-            self.active = False
         return Command(linear, yaw_rate, closure, action)

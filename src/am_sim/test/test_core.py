@@ -34,6 +34,7 @@ def test_twist_moves_and_stale_command_holds(core):
         obs = core.step(0)
         assert obs.commanded
     assert obs.stamp_ns == t0 + 5 * PERIOD_NS  # simulation time
+    assert core.counters['steps_new_command'] == 5
     moved = core.scene.ee_position() - start
     assert moved[0] > 0.04 and abs(moved[1]) < 0.01
     # No new command: after the timeout (0.1 s = 2 steps) the arm holds still.
@@ -41,6 +42,8 @@ def test_twist_moves_and_stale_command_holds(core):
     core.step(0)
     obs = core.step(0)
     assert not obs.commanded
+    assert core.counters['steps_repeated_command'] == 2  # still fresh for 0.1 s
+    assert core.counters['steps_held'] == 1
     for _ in range(5):
         core.step(0)
     held = core.scene.ee_position().copy()
