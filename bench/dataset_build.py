@@ -10,6 +10,7 @@ Writes bench/results/dataset_build.json and .md (BENCHMARKS.md shape). Metrics:
                                  resolution, one thread (measured in the same run)
   dataset_build_fps_bgr8[_naive], dataset_build_fps_jpeg[_naive]: other camera formats
   read_only_fps, resize_only_fps_1_thread: the two stages that bound a build
+  cpu_ms_per_frame_<path>        CPU time per frame (steadier than frames/s on a busy machine)
 See am_learning/data/bench.py for what each path does.
 '''
 
@@ -70,19 +71,24 @@ def markdown(report: dict) -> str:
         '',
         f'{d["frames"]} frames in {d["bags"]} bags, camera {d["camera"]} -> '
         f'{d["image_size"]}x{d["image_size"]}; best of {d["repeats"]} complete builds per '
-        f'path; {d["workers"]} threads for the fast path; load average (1 min) '
+        f'path (paths run round robin); {d["workers"]} threads for the fast path; CPU ms per '
+        'frame = median CPU time of the process (all threads) per frame; load average (1 min) '
         f'{d["load_average_1min"]["before"]} before, {d["load_average_1min"]["after"]} after.',
         '',
-        '| camera | naive (frames/s) | fast, 1 thread | fast, all cores | speed-up |',
-        '|---|---|---|---|---|',
+        '| camera | naive (frames/s) | fast, 1 thread | fast, all cores | speed-up | '
+        'CPU ms/frame naive | CPU ms/frame fast |',
+        '|---|---|---|---|---|---|---|',
         f'| rgb8 | {m["dataset_build_fps_naive"]} | {m["dataset_build_fps_1_thread"]} | '
-        f'**{m["dataset_build_fps"]}** | {m["speedup_vs_naive"]}x |',
+        f'**{m["dataset_build_fps"]}** | {m["speedup_vs_naive"]}x | '
+        f'{m["cpu_ms_per_frame_rgb8_naive"]} | {m["cpu_ms_per_frame_rgb8_fast"]} |',
     ]
     for variant in ('bgr8', 'jpeg'):
         if f'dataset_build_fps_{variant}' in m:
             lines.append(
                 f'| {variant} | {m[f"dataset_build_fps_{variant}_naive"]} | - | '
-                f'{m[f"dataset_build_fps_{variant}"]} | {m[f"speedup_{variant}_vs_naive"]}x |')
+                f'{m[f"dataset_build_fps_{variant}"]} | {m[f"speedup_{variant}_vs_naive"]}x | '
+                f'{m[f"cpu_ms_per_frame_{variant}_naive"]} | '
+                f'{m[f"cpu_ms_per_frame_{variant}_fast"]} |')
     lines += [
         '',
         f'Stages alone: reading the bags {m["read_only_fps"]} frames/s (rosbags, no '
