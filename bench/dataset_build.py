@@ -134,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             'Synthetic episodes written like the recorder writes them (MCAP, camera, joint '
             'states, twist and gripper commands at 20 Hz, episode markers), read from the '
             'page cache. A build is bound by the cv2.INTER_AREA resize of each 640x480 frame '
-            '(resize_only_fps); for rgb8 the fast CDR path saves little because rosbags '
-            'already hands uint8 arrays over without a copy; it saves the full-resolution '
-            'colour conversion for bgr8 and most of the JPEG decode (1/4-scale DCT decoding). '
-            'Threads over bags scale only where cores are free: the machine is shared, see '
-            'load_average_1min.'
+            '(compare resize_only_fps_1_thread). The fast path reads the pixels straight from '
+            'the CDR bytes and resizes before converting colours; rosbags already returns the '
+            'pixel buffer as a numpy view, so for raw images both cost about the same CPU per '
+            'frame (cpu_ms_per_frame_*); for JPEG the fast path decodes at 1/4 scale. Threads '
+            'over bags help only when a core is free: this machine is shared with other jobs '
+            '(load_average_1min), so the threaded frames/s varies from run to run.'
         ),
     }
     args.out.mkdir(parents=True, exist_ok=True)

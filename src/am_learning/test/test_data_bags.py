@@ -168,7 +168,7 @@ KNOWN_ACTIONS = np.array([
     [0.0, 0.0, -1.0, 0.0, -0.6],
 ], np.float32)
 KNOWN_IMAGES = [0, 1, 3, 5, 6]  # newest image at or before each tick (30 ms apart)
-KNOWN_GRIPPER_OPENING = [1.0, 1.0, 0.5, 0.5, 0.0]
+KNOWN_GRIPPER_POSITION = [1.0, 1.0, 0.5, 0.5, 0.0]
 
 
 @pytest.mark.parametrize('time_source', ['bag', 'header'])
@@ -182,7 +182,7 @@ def test_alignment_with_known_stamps(tmp_path, time_source):
     np.testing.assert_array_equal(ds.images[:, 0, 0, 0], [10 * i for i in KNOWN_IMAGES])
     arm_expected = np.arange(6)[None] + np.array([0, 0.05, 0.1, 0.15, 0.2])[:, None]
     np.testing.assert_allclose(ds.proprio[:, :6], arm_expected, atol=1e-6)
-    np.testing.assert_allclose(ds.proprio[:, 6], KNOWN_GRIPPER_OPENING)
+    np.testing.assert_allclose(ds.proprio[:, 6], KNOWN_GRIPPER_POSITION)
     info = ds.manifest['episodes'][0]
     assert (info['commanded_frames'], info['held_command_frames'], info['idle_frames']) == (
         2, 2, 1)
@@ -200,7 +200,7 @@ def test_actions_from_end_effector_motion(tmp_path):
 
 
 def test_gripper_joint_convention_is_configurable(tmp_path):
-    config = DatasetConfig(image_size=SIZE, gripper_position_means='closure')
+    config = DatasetConfig(image_size=SIZE, gripper_position_means='opening')
     truth = write_synthetic_bag(tmp_path / 'bags' / 'nocmd', [EpisodeSpec(5)], config=config,
                                 commands=False)
     ds = _build(tmp_path / 'bags', tmp_path, config)

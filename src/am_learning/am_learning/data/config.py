@@ -46,9 +46,10 @@ class DatasetConfig:
     gripper_joint: str | None = GRIPPER_JOINT
     '''Joint whose position tells the gripper state (for actions of bags without gripper
     commands); None: unknown, the gripper action is then "open".'''
-    gripper_position_means: Literal['opening', 'closure'] = 'opening'
-    '''What the gripper joint's position in [0, 1] measures: the conventions say opening
-    (1 = open); OGBench's `gripper_opening` is in fact a closure (1 = closed).'''
+    gripper_position_means: Literal['opening', 'closure'] = 'closure'
+    '''What the gripper joint's position in [0, 1] measures. am_sim publishes OGBench's
+    `gripper_opening`, which is in fact a closure (0 open, 1 closed), as is a Robotiq
+    driver joint; 'opening' for grippers that report 1 = open.'''
     twist_topic: str = TWIST_TOPIC
     '''geometry_msgs/TwistStamped arm commands (MoveIt Servo input).'''
     gripper_topic: str = GRIPPER_TOPIC
