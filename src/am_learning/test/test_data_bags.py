@@ -226,3 +226,23 @@ def test_fast_image_path_matches_naive(tmp_path):
     naive = _build(tmp_path / 'bags', tmp_path / 'naive', fast=False)
     np.testing.assert_array_equal(fast.images, naive.images)
     np.testing.assert_array_equal(fast.actions, naive.actions)
+
+
+def test_bag_without_stored_type_definitions(tmp_path):
+    '''Old sqlite3 bags (Humble) store no message definitions: standard ROS 2 types are
+    used for them.'''
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    truth = write_synthetic_bag(tmp_path / 'src', [EpisodeSpec(5)], config=CONFIG,
+                                storage='sqlite3', markers=False)
+    store = make_typestore()
+    with Reader(tmp_path / 'src') as reader, Writer(
+            tmp_path / 'bags' / 'old', version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, msgdef='',
+                                        rihs01=store.hash_rihs01(c.msgtype))
+                 for c in reader.connections}
+        for conn, stamp, raw in reader.messages():
+            w.write(conns[conn.id], stamp, raw)
+    ds = _build(tmp_path / 'bags', tmp_path)
+    assert ds.num_frames == 5
+    np.testing.assert_allclose(ds.actions, truth.episodes[0].actions, atol=1e-6)
