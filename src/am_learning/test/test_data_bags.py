@@ -246,3 +246,29 @@ def test_bag_without_stored_type_definitions(tmp_path):
     ds = _build(tmp_path / 'bags', tmp_path)
     assert ds.num_frames == 5
     np.testing.assert_allclose(ds.actions, truth.episodes[0].actions, atol=1e-6)
+
+
+def test_episode_without_commands_in_a_commanded_bag_uses_motion(tmp_path):
+    '''One recording, two episodes: the second one moved without arm or gripper commands
+    (e.g. by hand). Its actions come from the end-effector motion and the gripper joint.'''
+    from rosbags.rosbag2 import Reader, Writer
+
+    truth = write_synthetic_bag(tmp_path / 'src', [EpisodeSpec(6), EpisodeSpec(6)],
+                                config=CONFIG, gap_steps=2)
+    second_start = T0_NS + 8 * CONFIG.period_ns
+    store = make_typestore()
+    with Reader(tmp_path / 'src') as reader, \
+            Writer(tmp_path / 'bags' / 'mixed', version=9) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store)
+                 for c in reader.connections}
+        for conn, stamp, raw in reader.messages():
+            if conn.topic in (CONFIG.twist_topic, CONFIG.gripper_topic) and \
+                    stamp >= second_start:
+                continue
+            writer.write(conns[conn.id], stamp, raw)
+    ds = _build(tmp_path / 'bags', tmp_path)
+    assert [e['action_source'] for e in ds.manifest['episodes']] == ['commands', 'ee_motion']
+    np.testing.assert_allclose(ds.actions[:6], truth.episodes[0].actions, atol=1e-6)
+    # The bag ends with the last frame: no motion after it to measure.
+    np.testing.assert_allclose(ds.actions[6:-1], truth.episodes[1].actions[:-1], atol=1e-5)
+    np.testing.assert_allclose(ds.actions[-1, :4], 0.0, atol=1e-6)

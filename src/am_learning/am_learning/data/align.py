@@ -11,8 +11,9 @@ episode's end. At each tick:
   that window; when there are none, the last twist while it is younger than the stale
   timeout (MoveIt Servo keeps executing it), else zero motion. Gripper: the last gripper
   command before t_k + dt (a position target stays in force), else the gripper joint's
-  state at t_k + dt. Bags without twist commands: the end-effector motion from t_k to
-  t_k + dt (/ee_pose) with the same gripper rule.
+  state at t_k + dt. Episodes without twist commands (none in the episode, e.g. moved by
+  hand): the end-effector motion from t_k to t_k + dt (/ee_pose), and the gripper joint's
+  state at t_k + dt (the gripper commands when there is no gripper joint).
 '''
 
 from dataclasses import dataclass, field
@@ -136,13 +137,15 @@ def _closure_from_joint(streams: BagStreams, config: DatasetConfig,
     return 1.0 - position if config.gripper_position_means == 'opening' else position
 
 
-def _gripper_closure(streams: BagStreams, config: DatasetConfig,
-                     ticks: np.ndarray) -> np.ndarray:
-    '''(K,) closure in force at the end of each control period.'''
+def _gripper_closure(streams: BagStreams, config: DatasetConfig, ticks: np.ndarray,
+                     commanded: bool) -> np.ndarray:
+    '''(K,) closure at the end of each control period: the commanded one in commanded
+    episodes (the joint's where no command was given yet), the joint's otherwise.'''
     end = ticks + config.period_ns
     fallback = _closure_from_joint(streams, config, end)
     grip = streams.gripper
-    if grip is None or len(grip) == 0:
+    if grip is None or len(grip) == 0 or (not commanded and config.gripper_joint in
+                                          streams.joints):
         return fallback
     idx = np.searchsorted(grip.stamps, end, side='left') - 1
     commanded = np.clip(grip.values[np.maximum(idx, 0)], 0.0, 1.0)
@@ -183,6 +186,18 @@ def _motion_actions(streams: BagStreams, config: DatasetConfig, ticks: np.ndarra
     return displacement_to_action(delta[:, :3], delta[:, 3], closure, config.action_scale)
 
 
+def _commands_in_window(twist: Series | None, window: EpisodeWindow) -> bool:
+    '''Whether arm commands drove this episode (a bag may mix commanded episodes with ones
+    moved by hand, whose actions then come from the end-effector motion).'''
+    if twist is None or len(twist) == 0:
+        return False
+    if not window.bounded:
+        return True
+    lo = np.searchsorted(twist.stamps, window.start_ns, side='left')
+    hi = np.searchsorted(twist.stamps, window.stop_ns, side='right')
+    return bool(hi > lo)
+
+
 def align_episode(streams: BagStreams, window: EpisodeWindow,
                   config: DatasetConfig) -> EpisodeArrays:
     '''One episode's frames at the control rate; UnusableEpisodeError when it has none usable.'''
@@ -206,7 +221,7 @@ def align_episode(streams: BagStreams, window: EpisodeWindow,
         raise UnusableEpisodeError(
             f'joint(s) {", ".join(missing)} never published on {config.joint_states_topic}'
         )
-    has_twist = streams.twist is not None and len(streams.twist) > 0
+    has_twist = _commands_in_window(streams.twist, window)
     has_pose = streams.ee_pose is not None and len(streams.ee_pose) > 0
     if not has_twist and not has_pose:
         raise UnusableEpisodeError(
@@ -231,7 +246,7 @@ def align_episode(streams: BagStreams, window: EpisodeWindow,
             f'min_episode_frames={config.min_episode_frames}'
         )
 
-    closure = _gripper_closure(streams, config, ticks)
+    closure = _gripper_closure(streams, config, ticks, commanded=has_twist)
     stats: dict = {}
     if has_twist:
         actions, stats = _command_actions(streams, config, ticks, closure)
