@@ -93,6 +93,9 @@ def test_no_usable_episode_is_a_clear_error(tmp_path):
     write_synthetic_bag(root / 'noactions', [EpisodeSpec(5)], config=CONFIG,
                         commands=False, ee_pose=False)
     write_synthetic_bag(root / 'short', [EpisodeSpec(1)], config=CONFIG)
+    write_synthetic_bag(root / 'unrelated', [EpisodeSpec(3)], markers=False, config=DatasetConfig(
+        camera_topic='/a', compressed_camera_topic=None, joint_states_topic='/b',
+        twist_topic='/c', gripper_topic='/d', ee_pose_topic='/e'))
     with pytest.raises(DatasetError) as err:
         build_cache(root, tmp_path / 'cache', CONFIG, progress=False)
     message = str(err.value)
@@ -101,6 +104,7 @@ def test_no_usable_episode_is_a_clear_error(tmp_path):
     assert '/other/image' in message  # the image topics the bag does have
     assert 'noactions' in message and 'actions cannot be derived' in message
     assert 'short' in message and 'min_episode_frames' in message
+    assert 'unrelated' in message and 'image topics in the bag: /a' in message
     assert not (tmp_path / 'cache').exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('.cache')]
 

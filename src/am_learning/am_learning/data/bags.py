@@ -248,7 +248,8 @@ def _read_bag(path: Path, config: DatasetConfig, fast: bool) -> BagStreams:
         conns = [c for c in reader.connections if c.topic in wanted]
         store = _typestore(frozenset(_definition_key(c) for c in conns))
         collector = _Collector(streams, config, store, fast)
-        for conn, timestamp, raw in reader.messages(connections=conns):
+        # An empty connection list would mean "every message" to rosbags.
+        for conn, timestamp, raw in reader.messages(connections=conns) if conns else ():
             collector.add(wanted[conn.topic], conn.topic, conn.msgtype, timestamp, raw)
         collector.finish()
     for topic, count in streams.decode_errors.items():
