@@ -188,12 +188,18 @@ def check_weights_fit(network: nn.Module, tensors: dict[str, torch.Tensor],
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        hint = 'agent' if any(k.startswith(('mlp', 'head')) for k in missing + unexpected) \
-            else 'network.observation'
+        names = missing + unexpected
+        lost = {k.split('.')[0] for k in missing}
+        extra = {k.split('.')[0] for k in unexpected}
+        if {'head', 'mlp'} <= (lost | extra) and not (lost & extra):
+            suspects = ['agent']  # GCBC policy weights where a Q-network was expected, or back
+        else:
+            suspects = sorted({_fields_for(k) for k in names})
         raise CheckpointError(
             f'{where}: weights do not fit config (agent={config.agent!r}, '
             f'observation={config.network.observation!r}): missing {missing[:4]}, unexpected '
-            f'{unexpected[:4]}; the field that differs is likely {hint}')
+            f'{unexpected[:4]}; check {" | ".join(suspects)} '
+            f'({"; ".join(_describe(config, s) for s in suspects)})')
     for name, value in expected.items():
         if tuple(tensors[name].shape) != tuple(value.shape):
             raise CheckpointError(

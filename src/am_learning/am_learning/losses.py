@@ -61,6 +61,19 @@ def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,
     return torch.gather(candidates, 1, pick.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
 
 
+@torch.no_grad()
+def td_targets(target_net: QNetwork, batch: TensorBatch, cfg: TrainConfig,
+               generator: torch.Generator) -> torch.Tensor:
+    '''(B,) TD targets in [0, 1] of a relabeled batch (see q_learning_loss).'''
+    next_feature = target_net.encode(batch.next_obs, batch.goal, batch.next_proprio)
+    v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
+    # The chained goal's reward at s_i is Q_target(s_i, a_i, g), a_i the dataset action.
+    q_data = torch.sigmoid(
+        target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float())
+    y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
+    return y.clamp_(0.0, 1.0)
+
+
 def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
                     cfg: TrainConfig, generator: torch.Generator, *,
                     negatives: bool) -> tuple[torch.Tensor, Metrics]:
@@ -74,13 +87,7 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
     '''
     feature = q_net.encode(batch.obs, batch.goal, batch.proprio)  # (B, F)
     logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]  # (B,)
-    with torch.no_grad():
-        next_feature = target_net.encode(batch.next_obs, batch.goal, batch.next_proprio)
-        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
-        q_data = torch.sigmoid(
-            target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float())
-        y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
-        y = y.clamp_(0.0, 1.0)
+    y = td_targets(target_net, batch, cfg, generator)
     td = q_regression(logit, y, cfg.loss).mean()
     q = torch.sigmoid(logit.detach().float())
     metrics: Metrics = {

@@ -117,18 +117,22 @@ def make_point_dataset(num_episodes: int = 20, episode_length: int = 40, *,
 
 def tiny_config(observation: str = 'image', image_size: int = 32, *, updates: int = 200,
                 seed: int = 0, agent: str = 'am') -> TrainConfig:
-    '''A small, fast configuration for the point world.'''
+    '''A small, fast configuration for the point world.
+
+    One torch thread: on a shared 2-core machine, two OpenMP threads of tiny ops were measured
+    15-30x slower than one under contention (spin-waiting for a descheduled peer).
+    '''
     network = NetworkConfig(observation=observation, image_size=image_size,
                             conv_channels=(16, 32, 32), trunk_dim=64, hidden_dims=(64, 64),
                             proprio_dim=7 if observation == 'image' else 0,
                             state_dim=2 if observation == 'state' else 0)
     return TrainConfig(
         agent=agent, network=network,
-        relabel=RelabelConfig(max_cut_length=20, num_negative_candidates=16, num_negatives=4),
+        relabel=RelabelConfig(max_cut_length=10, num_negative_candidates=16, num_negatives=4),
         act_cem=CEMConfig(samples=64, iterations=3, elites=6),
-        batch_size=64, lr=1e-3, gamma=0.9, polyak=0.02, updates=updates,
+        batch_size=128, lr=2e-3, gamma=0.85, polyak=0.05, updates=updates,
         log_interval=max(1, updates // 4), checkpoint_interval=max(1, updates), seed=seed,
-        device='cpu', diag_batch=32)
+        device='cpu', diag_batch=32, num_threads=1)
 
 
 def train_tiny_checkpoint(out_dir: Path, *, image_size: int = 32, updates: int = 200,

@@ -1,0 +1,218 @@
+'''Learning really happens: targets, negatives, fitting, goal reaching, baselines, fine-tuning.'''
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from am_learning import losses
+from am_learning.checkpoint import CheckpointError
+from am_learning.config import NetworkConfig, TrainConfig
+from am_learning.evaluate import evaluate
+from am_learning.networks import QNetwork
+from am_learning.policy import GoalReachingPolicy
+from am_learning.relabel import ObservationGatherer, RelabelSampler, gather
+from am_learning.testing import PointWorld, make_point_dataset, tiny_config
+from am_learning.train import Trainer
+
+
+@pytest.fixture(scope='module')
+def state_data():
+    return make_point_dataset(40, 50, image_size=None, seed=0)
+
+
+@pytest.fixture(scope='module')
+def trained_am(state_data, tmp_path_factory) -> tuple[Trainer, Path]:
+    trainer = Trainer(tiny_config('state', updates=600), state_data)
+    trainer.train()
+    return trainer, trainer.save(tmp_path_factory.mktemp('am') / 'ckpt')
+
+
+def success_rate(policy: GoalReachingPolicy | None, rollouts: int = 30) -> float:
+    '''Percent of reach tasks solved in 25 steps, greedy policy or uniform random actions.'''
+    world = PointWorld(32)
+    if policy is not None:
+        report = evaluate(policy, world, eval_tasks=[], reach_tasks=rollouts, max_steps=25,
+                          seed=5, filmstrips=0)
+        return report['success_pct']['reach']
+    rng = np.random.default_rng(0)
+    solved = 0
+    for e in range(rollouts):
+        world.load_reach_task(seed=5 + 100_000 + e)
+        for _ in range(25):
+            world.step(rng.uniform(-1, 1, 5))
+            if world.task_solved():
+                solved += 1
+                break
+    return 100.0 * solved / rollouts
+
+
+def test_greedy_cem_reaches_goals_far_better_than_random(trained_am) -> None:
+    trainer, path = trained_am
+    greedy = success_rate(GoalReachingPolicy.from_checkpoint(path))
+    random = success_rate(None)
+    assert random < 25
+    assert greedy >= 60 and greedy >= random + 40, (greedy, random)
+    # The diagnostics separate near goals from far and random ones.
+    diag = trainer.diagnostics()
+    assert diag['diag/q_offset_1'] > diag['diag/q_offset_20'] > diag['diag/q_random_goal']
+    assert diag['diag/q_data_action'] > diag['diag/q_random_action']
+
+
+def test_td_targets_follow_the_three_cases(trained_am, state_data) -> None:
+    trainer, _ = trained_am
+    cfg = trainer.config
+    sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(9))
+    batch = gather(sampler.sample(512), ObservationGatherer(state_data, 'state',
+                                                            torch.device('cpu')))
+    y = losses.td_targets(trainer.target, batch, cfg, torch.Generator().manual_seed(0))
+    net = trainer.target
+    with torch.no_grad():
+        q_next = torch.sigmoid(net(batch.next_obs, batch.goal, None, batch.next_action))
+    arrival, chain, boot = (batch.reward > 0), (batch.chain > 0), (batch.bootstrap > 0)
+    assert arrival.any() and chain.any() and boot.any()
+    torch.testing.assert_close(y[arrival], torch.ones(int(arrival.sum())))
+    torch.testing.assert_close(y[chain], cfg.gamma * q_next[chain])
+    # The max over sampled actions includes the dataset action, so it is never below it.
+    assert torch.all(y[boot] >= cfg.gamma * q_next[boot] - 1e-6)
+
+
+def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
+    '''A network whose Q is high for a[0] > 0: cold sampling picks those, hot is uniform.'''
+    net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
+                                 trunk_dim=4, hidden_dims=(4,)))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.head.action_in.weight[0, 0] = 20.0  # hidden unit 0 = relu(20 a0)
+        net.head.mlp[0].weight[0, 0] = 1.0  # logit = relu(20 a0): Q ~ 1 if a0 > 0, else 0.5
+    feature = torch.zeros(256, 4)
+    gen = torch.Generator().manual_seed(0)
+    cold = replace(tiny_config('state'), relabel=replace(
+        tiny_config('state').relabel, num_negative_candidates=16, negative_temperature=0.05))
+    hot = replace(cold, relabel=replace(cold.relabel, negative_temperature=100.0))
+    picks_cold = losses.sample_negative_actions(net, feature, 8, cold, gen)
+    picks_hot = losses.sample_negative_actions(net, feature, 8, hot, gen)
+    assert picks_cold.shape == (256, 8, 5)
+    assert (picks_cold[..., 0] > 0).float().mean() > 0.97
+    assert abs((picks_hot[..., 0] > 0).float().mean() - 0.5) < 0.05
+
+
+def test_a_tiny_dataset_is_fitted() -> None:
+    '''One-step goals: Q(s, a, s') of dataset transitions -> 1, of other actions -> 0.'''
+    data = make_point_dataset(6, 20, image_size=None, seed=1)
+    cfg = tiny_config('state', updates=500, seed=1).with_overrides(
+        {'relabel.max_cut_length': 1, 'relabel.hindsight_goal_prob': 1.0,
+         'relabel.num_negatives': 8})
+    trainer = Trainer(cfg, data)
+    trainer.train()
+    frames = np.flatnonzero(np.diff(data.episode_index()) == 0)  # frames with a successor
+    s = torch.from_numpy(data.states[frames])
+    g = torch.from_numpy(data.states[frames + 1])
+    a = torch.from_numpy(data.actions[frames])
+    rng = np.random.default_rng(0)
+    far = rng.uniform(-1, 1, a.shape).astype(np.float32)
+    far[:, :2] = -np.sign(a[:, :2].numpy())  # the opposite direction: it cannot reach s'
+    with torch.no_grad():
+        q_pos = torch.sigmoid(trainer.net(s, g, None, a))
+        q_neg = torch.sigmoid(trainer.net(s, g, None, torch.from_numpy(far)))
+    assert q_pos.mean() > 0.8, q_pos.mean()
+    assert q_neg.mean() < 0.2, q_neg.mean()
+
+
+def test_her_without_negatives_overestimates_unreachable_goals(trained_am, state_data) -> None:
+    '''The paper's finding: without negatives Q collapses upwards; AM keeps random goals low.'''
+    am_diag = trained_am[0].diagnostics()
+    her = Trainer(tiny_config('state', updates=400, agent='her'), state_data)
+    her.train()
+    her_diag = her.diagnostics()
+    assert her_diag['diag/q_random_goal'] > am_diag['diag/q_random_goal'] + 0.15
+    her_neg = Trainer(tiny_config('state', updates=400, agent='her_neg'), state_data)
+    her_neg.train()
+    neg_diag = her_neg.diagnostics()
+    assert neg_diag['diag/q_random_goal'] < her_diag['diag/q_random_goal'] - 0.1
+
+
+def test_gcbc_learns_the_dataset_actions(state_data) -> None:
+    '''With the next state as goal, the moving dimensions (x, y) of the action are implied.'''
+    trainer = Trainer(tiny_config('state', updates=400, agent='gcbc'), state_data)
+    row = trainer.train()
+    assert row['diag/bc_error_offset_1'] < row['diag/bc_error_offset_20']
+    frames = np.flatnonzero(np.diff(state_data.episode_index()) == 0)
+    s = torch.from_numpy(state_data.states[frames])
+    g = torch.from_numpy(state_data.states[frames + 1])
+    with torch.no_grad():
+        pred = trainer.net(s, g, None).numpy()
+    xy = state_data.actions[frames, :2]
+    constant = float(np.mean((xy - xy.mean(0)) ** 2))  # the best goal-blind guess
+    assert np.mean((pred[:, :2] - xy) ** 2) < 0.6 * constant
+
+
+def test_gcbc_policy_acts_without_a_q_function(state_data, tmp_path) -> None:
+    trainer = Trainer(tiny_config('state', updates=50, agent='gcbc'), state_data)
+    trainer.train()
+    policy = GoalReachingPolicy.from_checkpoint(trainer.save(tmp_path / 'ckpt'))
+    policy.set_goal(np.array([0.5, 0.5], np.float32))
+    step = policy.act(np.array([0.2, 0.7], np.float32), None)
+    assert step.action.shape == (5,) and np.all(np.abs(step.action) <= 1)
+    assert np.isnan(step.q_value)
+
+
+def test_finetuning_and_auxiliary_objective_learn_the_task_reward(trained_am, state_data) -> None:
+    '''Pre-trained AM -> task Q (reward: entering x > 0.8); and L_task + xi L_g from scratch.'''
+    _, pretrained = trained_am
+    in_region = (state_data.states[:, 0] > 0.8).astype(np.float32)
+    base = tiny_config('state', updates=300).with_overrides(
+        {'task_weight': 1.0, 'task_positive_prob': 0.2})
+    finetune = Trainer(base.with_overrides({'aux_weight': 0.0,
+                                            'finetune_from': str(pretrained)}),
+                       state_data, rewards=in_region)
+    aux = Trainer(base.with_overrides({'aux_weight': 0.1}), state_data, rewards=in_region)
+    same_episode = np.flatnonzero(np.diff(state_data.episode_index()) == 0)
+    entering = same_episode[(in_region[same_episode] == 0) & (in_region[same_episode + 1] == 1)]
+    far = same_episode[state_data.states[same_episode, 0] < 0.3]
+    for trainer in (finetune, aux):
+        row = trainer.train()
+        assert 'task/td_loss' in row
+
+        def q(frames: np.ndarray, net: torch.nn.Module = trainer.net) -> float:
+            s = torch.from_numpy(state_data.states[frames])
+            a = torch.from_numpy(state_data.actions[frames])
+            with torch.no_grad():
+                return float(torch.sigmoid(net(s, torch.zeros_like(s), None, a)).mean())
+
+        assert q(entering) > 0.6 and q(entering) > q(far) + 0.3, (q(entering), q(far))
+    assert 'critic/td_loss' in row  # the auxiliary goal-reaching term ran alongside
+
+
+def test_finetuning_from_a_mismatched_checkpoint_is_refused(trained_am, state_data) -> None:
+    _, pretrained = trained_am
+    cfg = tiny_config('state').with_overrides({'network.trunk_dim': 32,
+                                               'finetune_from': str(pretrained)})
+    with pytest.raises(CheckpointError, match='network.trunk_dim'):
+        Trainer(cfg, state_data)
+
+
+def test_config_that_does_not_fit_the_dataset_is_refused(state_data) -> None:
+    cfg = tiny_config('state').with_overrides({'network.state_dim': 3})
+    with pytest.raises(ValueError, match='network.state_dim=3'):
+        Trainer(cfg, state_data)
+    with pytest.raises(ValueError, match='no images'):
+        Trainer(tiny_config('image'), state_data)
+
+
+def test_default_config_documents_every_field() -> None:
+    import dataclasses
+
+    from am_learning import config as config_module
+
+    source = Path(config_module.__file__).read_text()
+    for cls in (TrainConfig, NetworkConfig, config_module.RelabelConfig,
+                config_module.CEMConfig):
+        for f in dataclasses.fields(cls):
+            marker = f'    {f.name}: '
+            after = source.split(marker, 1)[1].split('\n', 2)
+            assert after[1].strip().startswith("'''") or after[2].strip().startswith("'''"), \
+                f'{cls.__name__}.{f.name} has no docstring'
