@@ -325,3 +325,25 @@ def test_reads_episodes_generated_by_am_sim(tmp_path):
     for dim in range(3):
         assert np.corrcoef(commanded[:, dim], moved[:, dim])[0, 1] > 0.7, dim
     assert np.mean(np.sign(commanded[:, 4]) == np.sign(moved[:, 4])) > 0.8
+
+
+def test_concurrent_builds_of_one_cache_leave_a_whole_cache(bags, tmp_path):
+    import threading
+
+    cache = tmp_path / 'cache'
+    errors = []
+
+    def build() -> None:
+        try:
+            build_cache(bags, cache, CONFIG, progress=False, workers=1, force=True)
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert load_dataset(cache).num_frames == 11
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bags', 'cache']

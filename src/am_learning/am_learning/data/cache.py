@@ -264,13 +264,21 @@ def _check_replaceable(cache_dir: Path) -> None:
 
 
 def _install(tmp: Path, cache_dir: Path) -> None:
-    '''Move the finished build into place; the old cache is removed only afterwards.'''
-    old = None
-    if cache_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f'.{cache_dir.name}.old-', dir=cache_dir.parent))
-        os.rename(cache_dir, old / 'cache')
-    os.rename(tmp, cache_dir)
-    if old is not None:
+    '''Move the finished build into place; the old cache is removed only afterwards. A
+    concurrent build of the same cache may install its own meanwhile: then ours replaces
+    it (both are complete).'''
+    old = Path(tempfile.mkdtemp(prefix=f'.{cache_dir.name}.old-', dir=cache_dir.parent))
+    try:
+        for attempt in range(3):
+            if cache_dir.exists():
+                os.rename(cache_dir, old / f'cache{attempt}')
+            try:
+                os.rename(tmp, cache_dir)
+                return
+            except OSError:
+                if attempt == 2 or not cache_dir.exists():
+                    raise
+    finally:
         shutil.rmtree(old, ignore_errors=True)
 
 
