@@ -28,7 +28,8 @@ EPISODE_EVENTS_TOPIC = '/am/episode_events'
 SIM_STATE_TOPIC = '/am_sim/state'
 CLOCK_TOPIC = '/clock'
 
-# The simulated UR5e's arm joints, then the gripper joint (its opening in [0, 1]).
+# The simulated UR5e's arm joints, then the gripper joint: its closure in [0, 1] (0 open,
+# 1 closed; OGBench's proprio/gripper_opening has this meaning despite its name).
 ARM_JOINTS = (
     'shoulder_pan_joint',
     'shoulder_lift_joint',
