@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import errno
 from functools import lru_cache
 import json
@@ -48,7 +48,7 @@ DEFAULT_TYPES = (
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
 IMAGE_TRANSPORTS = ('raw', 'compressed')
-IMAGE_QOS = ('sensor_data', 'reliable')
+RELIABILITIES = ('auto', 'reliable', 'best_effort')
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,14 @@ class RecorderConfig:
     '''Message type of each topic, 'pkg/msg/Type', same order and length as topics.'''
     image_transport: str = 'raw'
     '''raw, or compressed: record <topic>/compressed (CompressedImage) for Image topics.'''
-    image_qos: str = 'sensor_data'
-    '''QoS of image subscriptions: sensor_data (best effort, depth 5) or reliable.'''
+    reliability: str = 'auto'
+    '''auto: like `ros2 bag record`, match the publishers (reliable when every publisher
+    offers reliable, else best effort; a topic is subscribed once a publisher appears).
+    reliable or best_effort: subscribe at once with that reliability.'''
     qos_depth: int = 100
-    '''History depth of the other (reliable) subscriptions.'''
+    '''History depth of the non-image subscriptions.'''
+    image_qos_depth: int = 30
+    '''History depth of Image/CompressedImage subscriptions (1 s of a 30 Hz camera).'''
     storage: str = 'mcap'
     '''rosbag2 storage of new episodes: mcap or sqlite3.'''
     queue_size: int = 512
@@ -125,12 +129,14 @@ def config_problems(config: RecorderConfig) -> list[str]:
             problems.append(f'unknown message type {msgtype!r}')
     if config.image_transport not in IMAGE_TRANSPORTS:
         problems.append(f'image_transport must be one of {IMAGE_TRANSPORTS}')
-    if config.image_qos not in IMAGE_QOS:
-        problems.append(f'image_qos must be one of {IMAGE_QOS}')
+    if config.reliability not in RELIABILITIES:
+        problems.append(f'reliability must be one of {RELIABILITIES}')
     if config.storage not in STORAGES:
         problems.append(f'storage must be one of {tuple(STORAGES)}')
     if not 1 <= config.qos_depth <= 10_000:
         problems.append('qos_depth must be in [1, 10000]')
+    if not 1 <= config.image_qos_depth <= 1_000:
+        problems.append('image_qos_depth must be in [1, 1000]')
     if not 1 <= config.queue_size <= 1_000_000:
         problems.append('queue_size must be in [1, 1000000]')
     if not config.queue_max_mb > 0:
@@ -161,10 +167,16 @@ class TopicCounts:
     '''Dropped by the full writer queue.'''
     dds_lost: int = 0
     '''Reported lost by DDS (QoS message-lost events) while recording.'''
+    sequence_gaps: int = 0
+    '''Messages missing between two received ones of the same publisher (publication
+    sequence numbers), while recording. Sees losses DDS does not report, e.g. a reliable
+    KEEP_LAST history that overflowed.'''
 
     @property
     def lost(self) -> int:
-        return self.dropped + self.dds_lost
+        '''Dropped by the queue, plus lost in transport (DDS events and sequence gaps see
+        the same losses when both see them, so the larger one counts).'''
+        return self.dropped + max(self.dds_lost, self.sequence_gaps)
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,12 @@ class EpisodeResult:
 
 
 class RecorderCore:
-    '''Queue + writer thread + episode bookkeeping; thread-safe public methods.'''
+    '''Queue + writer thread + episode bookkeeping; thread-safe public methods.
+
+    `offer`, `count_lost` and `snapshot` never block on the disk (ROS callbacks call them).
+    `start_episode_async`/`stop_episode_async` return futures the writer thread completes;
+    `start_episode`/`stop_episode` are their blocking forms.
+    '''
 
     def __init__(
         self,
@@ -205,7 +222,8 @@ class RecorderCore:
         log_error: Callable[[str], None] = lambda _msg: None,
         log_info: Callable[[str], None] = lambda _msg: None,
     ) -> None:
-        '''topics: resolved topic name -> type (defaults to config.recorded_topics()).'''
+        '''topics: resolved topic name -> type (defaults to config.recorded_topics()).
+        Probes the output folder once, so a bad one is reported from the start.'''
         config.validate()
         self._config = config
         self._topics = dict(topics if topics is not None else config.recorded_topics())
@@ -224,17 +242,29 @@ class RecorderCore:
         self._bytes_written = 0
         self._error = ''
         self._counts = self._fresh_counts()
+        self._last_sequence: dict[tuple[str, bytes], int] = {}
         self._lost_outside_episodes = 0
         self._writer: EpisodeWriter | None = None
         self._closed = False
+        self.check_output_dir()
         self._thread = threading.Thread(target=self._run, name='episode-writer', daemon=True)
         self._thread.start()
-        self.check_output_dir()
 
     # ---- called from ROS callbacks (no disk access) ---------------------------------------
-    def offer(self, topic: str, stamp_ns: int, data: bytes) -> bool:
-        '''Queue one received message; False when not recording or dropped (counted).'''
+    def offer(self, topic: str, stamp_ns: int, data: bytes, publisher: bytes = b'',
+              sequence: int | None = None) -> bool:
+        '''Queue one received message; False when not recording or dropped (counted).
+
+        publisher/sequence: the sender's id and publication sequence number, when the
+        middleware gives them; a jump in the sequence counts the missing messages as lost.
+        '''
         with self._cond:
+            if sequence is not None:
+                key = (topic, publisher)
+                last = self._last_sequence.get(key)
+                self._last_sequence[key] = sequence
+                if self._recording and last is not None and sequence > last + 1:
+                    self._counts[topic].sequence_gaps += sequence - last - 1
             if not self._recording:
                 return False
             counts = self._counts[topic]
@@ -259,6 +289,7 @@ class RecorderCore:
                 self._lost_outside_episodes += int(count)
 
     def snapshot(self) -> StatusSnapshot:
+        '''A consistent copy of the state, for the status topic.'''
         with self._cond:
             return StatusSnapshot(
                 recording=self._recording,
@@ -267,7 +298,7 @@ class RecorderCore:
                 episodes_finished=self._episodes_finished,
                 bytes_written=self._bytes_written,
                 queue_depth=self._queued_data,
-                topics=tuple(TopicCounts(**vars(c)) for c in self._counts.values()),
+                topics=tuple(replace(c) for c in self._counts.values()),
                 output_dir=str(self.output_root),
                 error=self._error,
             )
@@ -291,18 +322,78 @@ class RecorderCore:
 
     def reconfigure(self, config: RecorderConfig) -> None:
         '''Apply settings that may change at run time (output_dir and storage apply to the
-        next episode). Topic settings are fixed at start-up.'''
+        next episode); the writer thread re-probes the output folder.'''
         config.validate()
         if self._config.recorded_topics() != config.recorded_topics():
             raise ValueError('topics, types and image_transport are fixed at start-up')
         with self._cond:
             self._config = config
-        self.check_output_dir()
+            self._queue.append(('check',))
+            self._cond.notify()
 
-    # ---- episode control (blocking; call from a service thread, never a subscription) ----
+    # ---- episode control -----------------------------------------------------------------
+    def start_episode_async(self, label: str, start_ns: int) -> Future:
+        '''Begin an episode: messages offered from now on are queued; the writer thread
+        probes the folder and opens the bag. The future gives an EpisodeResult.'''
+        reply: Future = Future()
+        with self._cond:
+            if self._closed:
+                reply.set_result(EpisodeResult(False, 'the recorder is shutting down'))
+            elif self._recording:
+                reply.set_result(EpisodeResult(
+                    False, f'episode {self._episode_id} is already recording'))
+            else:
+                self._token += 1
+                self._recording = True
+                self._episode_id = new_episode_id(time.time_ns(), self._config.episode_prefix)
+                self._label = label
+                self._bytes_written = 0
+                self._counts = self._fresh_counts()
+                self._queue.append(('start', self._token, self._episode_id, label,
+                                    int(start_ns), self._config, reply))
+                self._cond.notify()
+        return reply
+
+    def stop_episode_async(self, success: bool, stop_ns: int, *,
+                           discard: bool = False) -> Future:
+        '''Stop queueing; the writer thread writes what arrived before, then finishes (or
+        discards) the bag. The future gives an EpisodeResult.'''
+        reply: Future = Future()
+        with self._cond:
+            if not self._recording:
+                reply.set_result(EpisodeResult(False, 'no episode is recording'))
+            else:
+                self._recording = False
+                self._queue.append(('stop', self._token, bool(success), int(stop_ns),
+                                    discard, reply))
+                self._cond.notify()
+        return reply
+
+    def start_episode(self, label: str, start_ns: int, timeout: float = 30.0) -> EpisodeResult:
+        '''Blocking form of start_episode_async.'''
+        return self.start_episode_async(label, start_ns).result(timeout)
+
+    def stop_episode(self, success: bool, stop_ns: int, *, discard: bool = False,
+                     timeout: float = 120.0) -> EpisodeResult:
+        '''Blocking form of stop_episode_async (returns once the bag is closed).'''
+        return self.stop_episode_async(success, stop_ns, discard=discard).result(timeout)
+
+    def close(self, success: bool, stop_ns: int, timeout: float = 120.0) -> EpisodeResult | None:
+        '''Finish a running episode (as `success`) and end the writer thread.'''
+        with self._cond:
+            recording = self._recording
+        result = self.stop_episode(success, stop_ns, timeout=timeout) if recording else None
+        with self._cond:
+            self._closed = True
+            self._queue.append(('exit',))
+            self._cond.notify()
+        self._thread.join(timeout)
+        return result
+
     def check_output_dir(self) -> str:
         '''Probe the output folder (create, write a temporary file, free space); return the
-        error ('' when usable) and remember it for the status.'''
+        error ('' when usable) and remember it for the status. Touches the disk: called by
+        the writer thread (and once by the constructor).'''
         root = self.output_root
         error = ''
         try:
@@ -324,62 +415,6 @@ class RecorderCore:
             self._log_error(error)
         return error
 
-    def start_episode(self, label: str, start_ns: int, timeout: float = 10.0) -> EpisodeResult:
-        '''Open a new episode bag (on the writer thread) and start queueing messages.'''
-        with self._cond:
-            if self._closed:
-                return EpisodeResult(False, 'the recorder is shutting down')
-            if self._recording:
-                return EpisodeResult(False, f'episode {self._episode_id} is already recording',
-                                     self._episode_id)
-        error = self.check_output_dir()
-        if error:
-            return EpisodeResult(False, f'refused: {error}')
-        reply: Future = Future()
-        with self._cond:
-            if self._recording:  # a concurrent start won
-                return EpisodeResult(False, f'episode {self._episode_id} is already recording',
-                                     self._episode_id)
-            self._token += 1
-            self._recording = True
-            self._episode_id = new_episode_id(time.time_ns(), self._config.episode_prefix)
-            self._label = label
-            self._bytes_written = 0
-            self._counts = self._fresh_counts()
-            self._queue.append(('start', self._token, self._episode_id, label, int(start_ns),
-                                self._config, reply))
-            self._cond.notify()
-        result: EpisodeResult = reply.result(timeout)
-        return result
-
-    def stop_episode(self, success: bool, stop_ns: int, *, discard: bool = False,
-                     timeout: float = 60.0) -> EpisodeResult:
-        '''Stop queueing, let the writer drain what arrived before, then finish (or discard)
-        the bag. Blocks until the bag is closed.'''
-        reply: Future = Future()
-        with self._cond:
-            if not self._recording:
-                return EpisodeResult(False, 'no episode is recording')
-            self._recording = False
-            self._queue.append(('stop', self._token, bool(success), int(stop_ns), discard,
-                                reply))
-            self._cond.notify()
-        return reply.result(timeout)
-
-    def close(self, success: bool, stop_ns: int, timeout: float = 60.0) -> EpisodeResult | None:
-        '''Finish a running episode (as `success`) and end the writer thread.'''
-        result = None
-        with self._cond:
-            recording = self._recording
-        if recording:
-            result = self.stop_episode(success, stop_ns, timeout=timeout)
-        with self._cond:
-            self._closed = True
-            self._queue.append(('exit',))
-            self._cond.notify()
-        self._thread.join(timeout)
-        return result
-
     # ---- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
         while True:
@@ -400,6 +435,8 @@ class RecorderCore:
                     self._start(*item[1:])
                 elif kind == 'stop':
                     self._stop(*item[1:])
+                elif kind == 'check':
+                    self.check_output_dir()
             except Exception as exc:  # the thread must survive anything: report, carry on
                 self._fail(f'writer thread error: {type(exc).__name__}: {exc}')
                 if kind in ('start', 'stop') and not item[-1].done():
@@ -407,19 +444,23 @@ class RecorderCore:
 
     def _start(self, token: int, episode_id: str, label: str, start_ns: int,
                config: RecorderConfig, reply: Future) -> None:
-        try:
-            self._writer = EpisodeWriter(
-                Path(os.path.expanduser(config.output_dir)), episode_id, self._topics,
-                label=label, start_ns=start_ns, storage=config.storage, typestore=self._store,
-            )
-        except (OSError, ValueError) as exc:
+        error = self.check_output_dir()
+        if not error:
+            try:
+                self._writer = EpisodeWriter(
+                    Path(os.path.expanduser(config.output_dir)), episode_id, self._topics,
+                    label=label, start_ns=start_ns, storage=config.storage,
+                    typestore=self._store,
+                )
+            except (OSError, ValueError) as exc:
+                error = f'cannot create episode {episode_id}: {exc}'
+                self._fail(error)
+        if error:
             self._writer = None
             with self._cond:
                 if self._token == token:
                     self._recording = False
-                self._error = f'cannot create episode {episode_id}: {exc}'
-            self._log_error(self._error)
-            reply.set_result(EpisodeResult(False, self._error, episode_id))
+            reply.set_result(EpisodeResult(False, f'refused: {error}'))
             return
         with self._cond:
             self._error = ''
@@ -430,7 +471,7 @@ class RecorderCore:
     def _write(self, token: int, topic: str, stamp_ns: int, data: bytes) -> None:
         writer = self._writer
         if writer is None or token != self._token:
-            return  # the episode failed to open or was aborted: counted as dropped there
+            return  # the episode failed to open: it never existed
         try:
             writer.write(topic, stamp_ns, data)
         except OSError as exc:
@@ -444,7 +485,7 @@ class RecorderCore:
               reply: Future) -> None:
         writer, self._writer = self._writer, None
         with self._cond:
-            stats = tuple(TopicCounts(**vars(c)) for c in self._counts.values())
+            stats = tuple(replace(c) for c in self._counts.values())
         if writer is None or token != self._token:
             reply.set_result(EpisodeResult(False, self._error or 'the episode was not open',
                                            self._episode_id, stats=stats))

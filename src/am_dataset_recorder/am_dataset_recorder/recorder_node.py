@@ -7,6 +7,7 @@ beside it captures the episode boundaries too). SIGINT/SIGTERM finish the runnin
 (with success = the `shutdown_success` parameter) before the process exits.
 '''
 
+from concurrent.futures import Future
 from dataclasses import fields
 import functools
 import importlib
@@ -16,7 +17,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -24,8 +25,8 @@ from rclpy.qos import (
     QoSHistoryPolicy,
     QoSProfile,
     QoSReliabilityPolicy,
-    qos_profile_sensor_data,
 )
+from rclpy.task import Future as RclpyFuture
 
 from am_dataset_recorder.core import (
     COMPRESSED_IMAGE_TYPE,
@@ -44,8 +45,10 @@ DESCRIPTIONS = {
     'topics': 'Topics to record (fixed at start-up).',
     'types': "Message type of each topic, 'pkg/msg/Type', same order (fixed at start-up).",
     'image_transport': 'raw, or compressed: record <topic>/compressed for Image topics.',
-    'image_qos': 'QoS of image subscriptions: sensor_data (best effort) or reliable.',
-    'qos_depth': 'History depth of the reliable (non-image) subscriptions.',
+    'reliability': 'auto (match the publishers, like ros2 bag record), reliable or '
+                   'best_effort (fixed at start-up).',
+    'qos_depth': 'History depth of the non-image subscriptions (fixed at start-up).',
+    'image_qos_depth': 'History depth of the image subscriptions (fixed at start-up).',
     'storage': 'Storage of new episodes: mcap or sqlite3.',
     'queue_size': 'Most messages waiting for the writer thread; more are dropped and counted.',
     'queue_max_mb': 'Most megabytes waiting for the writer thread; more are dropped, counted.',
@@ -54,7 +57,10 @@ DESCRIPTIONS = {
     'shutdown_success': 'Success flag of an episode cut short by SIGINT/SIGTERM.',
     'episode_prefix': 'Episode ids are <prefix>_<UTC date>_<time>_<ns>.',
 }
-STARTUP_ONLY = ('topics', 'types', 'image_transport', 'image_qos', 'qos_depth', 'status_rate_hz')
+STARTUP_ONLY = ('topics', 'types', 'image_transport', 'reliability', 'qos_depth',
+                'image_qos_depth', 'status_rate_hz')
+DISCOVERY_PERIOD_S = 0.5
+'''How often topics still waiting for a publisher (reliability auto) are looked up.'''
 
 
 def message_class(msgtype: str) -> type:
@@ -66,8 +72,36 @@ def message_class(msgtype: str) -> type:
         raise ValueError(f'message type {msgtype} is not installed: {exc}') from exc
 
 
+def subscription_qos(config: RecorderConfig, msgtype: str,
+                     offered: list[QoSProfile] | None = None) -> QoSProfile:
+    '''The QoS to record a topic with; `offered` are its publishers' (reliability auto).
+
+    Reliable only when every publisher is reliable (a reliable reader would get nothing
+    from a best-effort writer); volatile always (no replay of old samples into an episode).
+    '''
+    is_image = msgtype in (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
+    reliable = {
+        'reliable': True,
+        'best_effort': False,
+        'auto': bool(offered) and all(
+            q.reliability == QoSReliabilityPolicy.RELIABLE for q in offered or []),
+    }[config.reliability]
+    return QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST,
+        depth=config.image_qos_depth if is_image else config.qos_depth,
+        reliability=(QoSReliabilityPolicy.RELIABLE if reliable
+                     else QoSReliabilityPolicy.BEST_EFFORT),
+        durability=QoSDurabilityPolicy.VOLATILE,
+    )
+
+
 class RecorderNode(Node):
-    '''Episode recorder: thin shell over RecorderCore (all disk work on its thread).'''
+    '''Episode recorder: thin shell over RecorderCore (all disk work on its thread).
+
+    Runs in a single-threaded executor: the subscription callbacks only queue bytes, and
+    the episode services are coroutines that await the writer thread instead of blocking,
+    so messages keep flowing while a stop drains the queue.
+    '''
 
     def __init__(self) -> None:
         super().__init__('recorder')
@@ -86,25 +120,14 @@ class RecorderNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        resolved = {self.resolve_topic_name(t): ty for t, ty in config.recorded_topics().items()}
-        self._core = RecorderCore(config, resolved, log_error=self.get_logger().error,
+        self._topic_types = {
+            self.resolve_topic_name(t): ty for t, ty in config.recorded_topics().items()}
+        self._core = RecorderCore(config, self._topic_types, log_error=self.get_logger().error,
                                   log_info=self.get_logger().info)
-
-        data_group = MutuallyExclusiveCallbackGroup()
-        self._subscriptions_by_topic = {}
-        for topic, msgtype in resolved.items():
-            is_image = msgtype in (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
-            if is_image and config.image_qos == 'sensor_data':
-                qos = qos_profile_sensor_data
-            else:
-                qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=config.qos_depth,
-                                 reliability=QoSReliabilityPolicy.RELIABLE)
-            self._subscriptions_by_topic[topic] = self.create_subscription(
-                message_class(msgtype), topic, functools.partial(self._on_message, topic), qos,
-                callback_group=data_group, raw=True,
-                event_callbacks=SubscriptionEventCallbacks(
-                    message_lost=functools.partial(self._on_lost, topic)),
-            )
+        self._subs = {}
+        self._subscribe_ready_topics()
+        if len(self._subs) < len(self._topic_types):
+            self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_ready_topics)
 
         self._events = self.create_publisher(
             EpisodeEvent, EPISODE_EVENTS_TOPIC,
@@ -112,17 +135,42 @@ class RecorderNode(Node):
                        durability=QoSDurabilityPolicy.VOLATILE),
         )
         self._status = self.create_publisher(RecorderStatus, '~/status', 10)
+        self._wake = self.create_guard_condition(lambda: None)
+        # A service coroutine holds its callback group while it awaits the writer thread:
+        # a group of their own keeps subscriptions, timers and the wake-up guard running.
         control_group = MutuallyExclusiveCallbackGroup()
         self.create_service(StartEpisode, '~/start_episode', self._on_start,
                             callback_group=control_group)
         self.create_service(StopEpisode, '~/stop_episode', self._on_stop,
                             callback_group=control_group)
-        self.create_timer(1.0 / config.status_rate_hz, self._publish_status,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / config.status_rate_hz, self._publish_status)
         self.get_logger().info(
-            f'recording {sorted(resolved)} into {self._core.output_root} ({config.storage}); '
-            'waiting for ~/start_episode'
+            f'recording {sorted(self._topic_types)} into {self._core.output_root} '
+            f'({config.storage}); waiting for ~/start_episode'
         )
+
+    def _subscribe_ready_topics(self) -> None:
+        '''Subscribe every topic whose QoS can be decided now (reliability auto: once a
+        publisher exists, matching its reliability).'''
+        config = self._core.config
+        for topic, msgtype in self._topic_types.items():
+            if topic in self._subs:
+                continue
+            offered = None
+            if config.reliability == 'auto':
+                offered = [i.qos_profile for i in self.get_publishers_info_by_topic(topic)]
+                if not offered:
+                    continue
+            qos = subscription_qos(config, msgtype, offered)
+            self._subs[topic] = self.create_subscription(
+                message_class(msgtype), topic, functools.partial(self._on_message, topic), qos,
+                raw=True,
+                event_callbacks=SubscriptionEventCallbacks(
+                    message_lost=functools.partial(self._on_lost, topic)),
+            )
+            self.get_logger().info(
+                f'subscribed {topic} ({msgtype}, {qos.reliability.name.lower()}, '
+                f'depth {qos.depth})')
 
     # ---- parameters ---------------------------------------------------------------------
     def _config_with(self, overrides: dict) -> RecorderConfig:
@@ -144,8 +192,9 @@ class RecorderNode(Node):
         self._core.reconfigure(self._config_with({p.name: p.value for p in params}))
 
     # ---- data path: no disk access here ------------------------------------------------
-    def _on_message(self, topic: str, data: bytes) -> None:
-        self._core.offer(topic, self.get_clock().now().nanoseconds, data)
+    def _on_message(self, topic: str, data: bytes, info: dict) -> None:
+        self._core.offer(topic, self.get_clock().now().nanoseconds, data,
+                         info['publisher_gid']['data'], info['publication_sequence_number'])
 
     def _on_lost(self, topic: str, info: QoSMessageLostInfo) -> None:
         self._core.count_lost(topic, info.total_count_change)
@@ -154,10 +203,10 @@ class RecorderNode(Node):
             throttle_duration_sec=1.0)
 
     # ---- episode control -----------------------------------------------------------------
-    def _on_start(self, request: StartEpisode.Request,
-                  response: StartEpisode.Response) -> StartEpisode.Response:
+    async def _on_start(self, request: StartEpisode.Request,
+                        response: StartEpisode.Response) -> StartEpisode.Response:
         start_ns = self.get_clock().now().nanoseconds
-        result = self._core.start_episode(request.label, start_ns)
+        result = await self._wait(self._core.start_episode_async(request.label, start_ns))
         if result.ok:
             self._publish_event(EpisodeEvent.START, result.episode_id, request.label,
                                 start_ns, False)
@@ -169,12 +218,12 @@ class RecorderNode(Node):
         response.path = result.path
         return response
 
-    def _on_stop(self, request: StopEpisode.Request,
-                 response: StopEpisode.Response) -> StopEpisode.Response:
+    async def _on_stop(self, request: StopEpisode.Request,
+                       response: StopEpisode.Response) -> StopEpisode.Response:
         stop_ns = self.get_clock().now().nanoseconds
         label = self._core.snapshot().label
-        result = self._core.stop_episode(request.task_success, stop_ns,
-                                         discard=request.discard)
+        result = await self._wait(self._core.stop_episode_async(
+            request.task_success, stop_ns, discard=request.discard))
         self._after_stop(result, label, stop_ns, request.task_success, request.discard)
         response.success = result.ok
         response.message = result.message
@@ -182,6 +231,18 @@ class RecorderNode(Node):
         response.path = result.path
         response.messages_written = result.messages_written
         return response
+
+    async def _wait(self, future: Future) -> EpisodeResult:
+        '''Await a writer-thread future inside the executor without blocking it.'''
+        done = RclpyFuture()
+        wake = self._wake
+
+        def _resolve(f: Future) -> None:
+            done.set_result(f.result())
+            wake.trigger()  # the executor sleeps in its wait set: wake it to resume us
+
+        future.add_done_callback(_resolve)
+        return await done
 
     def _after_stop(self, result: EpisodeResult, label: str, stop_ns: int, success: bool,
                     discard: bool) -> None:
@@ -243,7 +304,7 @@ def main(args: list[str] | None = None) -> None:
     exit_code = 0
     try:
         node = RecorderNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

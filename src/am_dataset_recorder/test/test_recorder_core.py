@@ -104,6 +104,26 @@ def test_records_episode_and_ignores_idle_messages(tmp_path: Path, cdr) -> None:
     assert stamps == list(range(200, 220))
 
 
+def test_sequence_gaps_count_as_lost(tmp_path: Path, cdr) -> None:
+    '''Publication sequence numbers: a jump counts the missing messages, per publisher.'''
+    core = RecorderCore(_config(tmp_path))
+    msg = cdr[TOPICS[1]]
+    try:
+        core.offer(TOPICS[1], 1, msg, b'pub-a', 7)  # before the episode: only remembered
+        assert core.start_episode('', start_ns=10).ok
+        for seq in (8, 9, 12, 13):  # 10 and 11 never arrived
+            core.offer(TOPICS[1], 10 + seq, msg, b'pub-a', seq)
+        for seq in (100, 101, 103):  # a second publisher: first message sets the baseline
+            core.offer(TOPICS[1], 10 + seq, msg, b'pub-b', seq)
+        core.count_lost(TOPICS[1], 1)  # DDS saw one of the same losses
+        result = core.stop_episode(True, stop_ns=500)
+    finally:
+        core.close(False, 600)
+    stats = {s.topic: s for s in result.stats}[TOPICS[1]]
+    assert (stats.received, stats.written, stats.sequence_gaps) == (7, 7, 3)
+    assert stats.lost == 3  # max(DDS report, sequence gaps): the same losses seen twice
+
+
 def test_full_queue_drops_and_counts(tmp_path: Path, cdr) -> None:
     '''A byte bound smaller than one image: every image is dropped, each one counted.'''
     image_mb = len(cdr[TOPICS[0]]) / 1e6
@@ -147,8 +167,8 @@ def test_low_disk_space_is_refused(tmp_path: Path) -> None:
         refused = core.start_episode('', start_ns=0)
         assert not refused.ok and 'min_free_mb' in refused.message
         core.reconfigure(replace(core.config, min_free_mb=0.0))
-        assert core.snapshot().error == ''
         assert core.start_episode('', start_ns=1).ok
+        assert core.snapshot().error == ''
     finally:
         result = core.close(True, 5)
     assert result is not None and result.ok  # close() finished the running episode

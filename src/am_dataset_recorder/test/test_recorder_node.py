@@ -187,6 +187,10 @@ def test_records_published_topics(start_node, ros_node, tmp_path: Path) -> None:
 
     stats = probe.latest_stats()
     assert all((s.received, s.written, s.lost) == (n, n, 0) for s in stats.values())
+    # reliability auto matched each publisher: best effort for the camera, else reliable.
+    log = recorder.log()
+    assert 'subscribed /rec/camera/image_raw (sensor_msgs/msg/Image, best_effort' in log
+    assert 'subscribed /rec/joint_states (sensor_msgs/msg/JointState, reliable' in log
     assert not probe.stop().success  # nothing recording
     assert recorder.alive()
 
@@ -310,8 +314,7 @@ def test_signal_closes_the_bag(start_node, ros_node, tmp_path: Path, sig: int) -
 def test_tiny_queue_loses_counted_messages(start_node, ros_node, tmp_path: Path) -> None:
     topics = _topics('lossy', IMAGE, JOINTS)
     # A 160x120 rgb8 image is 57.6 kB: above a 0.05 MB queue, so every image is dropped.
-    recorder = _start_recorder(start_node, 'rec_lossy', tmp_path, topics, queue_max_mb=0.05,
-                               image_qos='reliable')
+    recorder = _start_recorder(start_node, 'rec_lossy', tmp_path, topics, queue_max_mb=0.05)
     probe = Probe(ros_node, 'rec_lossy', topics, reliable_images=True)
     probe.image_size = (120, 160)
     probe.wait_ready()
