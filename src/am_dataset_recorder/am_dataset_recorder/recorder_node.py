@@ -16,13 +16,18 @@ import sys
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
+from rclpy.event_handler import (
+    QoSMessageLostInfo,
+    QoSRequestedIncompatibleQoSInfo,
+    SubscriptionEventCallbacks,
+)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSHistoryPolicy,
+    QoSPolicyKind,
     QoSProfile,
     QoSReliabilityPolicy,
 )
@@ -125,8 +130,9 @@ class RecorderNode(Node):
         self._core = RecorderCore(config, self._topic_types, log_error=self.get_logger().error,
                                   log_info=self.get_logger().info)
         self._subs = {}
+        self._downgrade: set[str] = set()
         self._subscribe_ready_topics()
-        if len(self._subs) < len(self._topic_types):
+        if config.reliability == 'auto':
             self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_ready_topics)
 
         self._events = self.create_publisher(
@@ -151,8 +157,13 @@ class RecorderNode(Node):
 
     def _subscribe_ready_topics(self) -> None:
         '''Subscribe every topic whose QoS can be decided now (reliability auto: once a
-        publisher exists, matching its reliability).'''
+        publisher exists, matching its reliability); re-subscribe best effort a topic where
+        a best-effort publisher joined a reliable subscription (which would get nothing).'''
         config = self._core.config
+        for topic in sorted(self._downgrade):
+            old = self._subs.pop(topic, None)
+            if old is not None:
+                self.destroy_subscription(old)
         for topic, msgtype in self._topic_types.items():
             if topic in self._subs:
                 continue
@@ -162,15 +173,33 @@ class RecorderNode(Node):
                 if not offered:
                     continue
             qos = subscription_qos(config, msgtype, offered)
+            if topic in self._downgrade:
+                qos.reliability = QoSReliabilityPolicy.BEST_EFFORT
             self._subs[topic] = self.create_subscription(
                 message_class(msgtype), topic, functools.partial(self._on_message, topic), qos,
                 raw=True,
                 event_callbacks=SubscriptionEventCallbacks(
-                    message_lost=functools.partial(self._on_lost, topic)),
+                    message_lost=functools.partial(self._on_lost, topic),
+                    incompatible_qos=functools.partial(self._on_incompatible, topic)),
             )
             self.get_logger().info(
                 f'subscribed {topic} ({msgtype}, {qos.reliability.name.lower()}, '
                 f'depth {qos.depth})')
+        self._downgrade.clear()
+
+    def _on_incompatible(self, topic: str, info: QoSRequestedIncompatibleQoSInfo) -> None:
+        policy = QoSPolicyKind(info.last_policy_kind).name
+        sub = self._subs.get(topic)
+        if (self._core.config.reliability == 'auto' and policy == 'RELIABILITY'
+                and sub is not None
+                and sub.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE):
+            self.get_logger().warning(
+                f'a best-effort publisher joined {topic}: re-subscribing best effort')
+            self._downgrade.add(topic)  # done by the discovery timer, outside this callback
+        else:
+            self.get_logger().error(
+                f'a publisher on {topic} offers an incompatible QoS ({policy}): its messages '
+                'are not recorded', throttle_duration_sec=5.0)
 
     # ---- parameters ---------------------------------------------------------------------
     def _config_with(self, overrides: dict) -> RecorderConfig:

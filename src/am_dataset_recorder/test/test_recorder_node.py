@@ -345,3 +345,31 @@ def test_bad_startup_parameters_refuse_to_start(start_node, tmp_path: Path) -> N
     })
     assert recorder.popen.wait(30) == 2
     assert 'same length' in recorder.log()
+
+
+def test_best_effort_publisher_joining_a_reliable_topic(start_node, ros_node,
+                                                        tmp_path: Path) -> None:
+    '''reliability auto: a best-effort publisher that appears later is recorded too.'''
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+
+    topics = _topics('mixed', JOINTS)
+    recorder = _start_recorder(start_node, 'rec_mixed', tmp_path, topics)
+    probe = Probe(ros_node, 'rec_mixed', topics)
+    probe.wait_ready()
+    assert wait_for(lambda: 'subscribed /mixed/joint_states (sensor_msgs/msg/JointState, '
+                            'reliable' in recorder.log())
+    late = ros_node.create_publisher(JointState, '/mixed/joint_states', qos_profile_sensor_data)
+    assert wait_for(lambda: 're-subscribing best effort' in recorder.log()
+                    and late.get_subscription_count() > 0, 15.0), recorder.log()
+    started = probe.start()
+    assert started.success
+    sent = 20
+    for _ in range(sent):
+        probe.publish('/mixed/joint_states', 1)
+        late.publish(JointState(name=['late'], position=[-1.0]))
+        time.sleep(0.02)
+    assert probe.wait_received({'/mixed/joint_states': sent + 1}), probe.latest_stats()
+    stopped = probe.stop()
+    positions = [m.position[0] for m in _read(Path(stopped.path))['/mixed/joint_states']]
+    assert positions.count(1.0) == sent and positions.count(-1.0) >= 1
