@@ -129,11 +129,14 @@ class SimCore:
         self.steps_total = 0
         self._twist_seq = 0
         self._applied_seq = 0
+        self._repeat_streak = 0
         self.counters = {'twists_received': 0, 'steps_new_command': 0,
-                         'steps_repeated_command': 0, 'steps_held': 0}
-        '''How each step went: a new twist, the previous one again (still fresh: the operator
-        is late), or held still (no fresh twist). A lossless operator gives one new twist
-        per step while it drives, and no repeats.'''
+                         'steps_repeated_command': 0, 'steps_late_command': 0,
+                         'steps_held': 0}
+        '''How each step went: a new twist, the previous one again (still fresh), or held
+        still (no fresh twist). Repeats that a new twist then ended mean the operator was
+        late (steps_late_command); the repeats after an operator's last command are not.
+        A lossless operator gives one new twist per step and no late steps.'''
 
     def now_ns(self, wall_ns: int) -> int:
         '''The time this robot lives in: simulation time, or the given wall time.'''
@@ -178,28 +181,39 @@ class SimCore:
 
     # --- stepping ------------------------------------------------------------------------
 
-    def step(self, wall_ns: int) -> Observation:
-        '''One control step: the fresh twist, or hold still; then observe.'''
+    def step(self, wall_ns: int, image: bool | None = None) -> Observation:
+        '''One control step: the fresh twist, or hold still; then observe.
+
+        image: None = a camera frame on camera steps; False = none (the node renders it
+        after publishing the cheap topics, see `camera_due`).
+        '''
         grip = 2.0 * self._closure - 1.0
         fresh = self.command_age_s(wall_ns) <= self.config.command_timeout_s
         if fresh:
             self.scene.step(np.append(self._twist_action, grip))
             new = self._twist_seq != self._applied_seq
             self._applied_seq = self._twist_seq
-            self.counters['steps_new_command' if new else 'steps_repeated_command'] += 1
+            if new:
+                self.counters['steps_new_command'] += 1
+                self.counters['steps_late_command'] += self._repeat_streak
+                self._repeat_streak = 0
+            else:
+                self.counters['steps_repeated_command'] += 1
+                self._repeat_streak += 1
         else:
             self.scene.hold(gripper=grip)
             self.counters['steps_held'] += 1
+            self._repeat_streak = 0
         self.sim_time_ns += PERIOD_NS
         self.steps_total += 1
-        return self.observe(wall_ns, commanded=fresh)
+        return self.observe(wall_ns, commanded=fresh, image=image)
 
     def observe(self, wall_ns: int, commanded: bool = False,
                 image: bool | None = None) -> Observation:
         '''The robot's report now (with a camera frame on camera steps, or when asked).'''
         s = self.scene
         if image is None:
-            image = s.steps % self.config.steps_per_image == 0
+            image = self.camera_due()
         image = image and self.camera
         return Observation(
             stamp_ns=self.now_ns(wall_ns),
@@ -214,7 +228,12 @@ class SimCore:
             commanded=commanded,
         )
 
+    def camera_due(self) -> bool:
+        '''This step is a camera step (camera_rate_hz divides the control rate).'''
+        return self.camera and self.scene.steps % self.config.steps_per_image == 0
+
     def _forget_commands(self) -> None:
+        self._repeat_streak = 0
         self._twist_ns = None
         self._twist_action = np.zeros(4)
         self._closure = self.scene.gripper_opening()

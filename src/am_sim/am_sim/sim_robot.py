@@ -137,16 +137,23 @@ class SimRobotNode(Node):
     # --- stepping ------------------------------------------------------------------------
 
     def _on_step(self) -> None:
-        obs = self.core.step(self._wall_ns())
+        # The cheap topics first (the operator answers the state while the camera renders),
+        # then the camera frame with the same stamp.
+        obs = self.core.step(self._wall_ns(), image=False)
         self._rtf_window.append((time.monotonic(), self.core.sim_time_ns))
         if self.core.config.uses_sim_time:
             self._clock_pub.publish(Clock(clock=to_stamp(self.core.sim_time_ns)))
-        self._publish(obs)
-
-    def _publish(self, obs: Observation) -> None:
         stamp = to_stamp(obs.stamp_ns)
-        if obs.image is not None:
-            self._image_pub.publish(image_message(obs.image, stamp, 'camera'))
+        self._publish(obs, stamp)
+        if self.core.camera_due():
+            self._image_pub.publish(image_message(self.core.scene.render(), stamp, 'camera'))
+
+    def _publish(self, obs: Observation, stamp: Time) -> None:
+        state = Float32MultiArray()
+        state.layout.dim = [MultiArrayDimension(label='ogbench_state', size=obs.state.size,
+                                                stride=obs.state.size)]
+        state.data = obs.state.astype(np.float32).tolist()
+        self._state_pub.publish(state)
         js = JointState()
         js.header.stamp = stamp
         js.name = [*conv.ARM_JOINTS, conv.GRIPPER_JOINT]
@@ -161,11 +168,6 @@ class SimRobotNode(Node):
         (pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z,
          pose.pose.orientation.w) = map(float, q)
         self._pose_pub.publish(pose)
-        state = Float32MultiArray()
-        state.layout.dim = [MultiArrayDimension(label='ogbench_state', size=obs.state.size,
-                                                stride=obs.state.size)]
-        state.data = obs.state.astype(np.float32).tolist()
-        self._state_pub.publish(state)
 
     def _publish_status(self) -> None:
         now = time.monotonic()

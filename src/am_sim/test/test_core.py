@@ -44,6 +44,14 @@ def test_twist_moves_and_stale_command_holds(core):
     assert not obs.commanded
     assert core.counters['steps_repeated_command'] == 2  # still fresh for 0.1 s
     assert core.counters['steps_held'] == 1
+    assert core.counters['steps_late_command'] == 0  # the stream ended: not late
+    # A late operator: one step repeats the old twist, then the new one comes.
+    core.command_twist(np.zeros(3), 0.0, 0)
+    core.step(0)
+    core.step(0)
+    core.command_twist(np.zeros(3), 0.0, 0)
+    core.step(0)
+    assert core.counters['steps_late_command'] == 1
     for _ in range(5):
         core.step(0)
     held = core.scene.ee_position().copy()
