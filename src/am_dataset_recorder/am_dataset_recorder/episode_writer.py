@@ -20,6 +20,7 @@ Finished episodes are never reopened, so they stay intact.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 import os
@@ -292,7 +293,8 @@ class EpisodeWriter:
         try:
             self._writer.close()
         except BaseException:
-            self._writer.abort()
+            with suppress(OSError):
+                self._writer.abort()
             raise
         # Only now is the bag whole: metadata.yaml was written atomically by close().
         os.unlink(self.path / INCOMPLETE_MARKER)
@@ -302,7 +304,8 @@ class EpisodeWriter:
         '''Close the bag and delete the episode folder.'''
         if not self._closed:
             self._closed = True
-            self._writer.abort()
+            with suppress(OSError):
+                self._writer.abort()
         shutil.rmtree(self.path, ignore_errors=True)
 
     def abandon(self) -> None:
@@ -310,7 +313,8 @@ class EpisodeWriter:
         its INCOMPLETE marker (used after a write error such as a full disk).'''
         if not self._closed:
             self._closed = True
-            self._writer.abort()
+            with suppress(OSError):  # closing flushes the buffer: fails again on a full disk
+                self._writer.abort()
 
     @property
     def closed(self) -> bool:

@@ -3,6 +3,8 @@
 from dataclasses import replace
 import json
 from pathlib import Path
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from rosbags.highlevel import AnyReader
 from am_dataset_recorder.core import RecorderConfig, RecorderCore, config_problems
 from am_dataset_recorder.episode_writer import (
     EPISODE_EVENTS_TOPIC,
+    INCOMPLETE_MARKER,
     make_typestore,
     read_episode_info,
 )
@@ -184,3 +187,64 @@ def test_discard_removes_the_folder(tmp_path: Path, cdr) -> None:
     finally:
         core.close(False, 3)
     assert result.ok and not Path(started.path).exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    '''A 2 MB tmpfs (needs root, as on this project's machines); skipped where mount fails.'''
+    mount = tmp_path / 'tiny'
+    mount.mkdir()
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f'cannot mount a small tmpfs here: {done.stderr.strip()}')
+    try:
+        yield mount
+    finally:
+        subprocess.run(['umount', str(mount)], capture_output=True)
+
+
+def test_disk_full_mid_episode(tiny_disk: Path, cdr) -> None:
+    '''ENOSPC while writing: the episode is abandoned (marked), the earlier one untouched,
+    the core keeps running and refuses new episodes while the disk stays full.'''
+    config = RecorderConfig(output_dir=str(tiny_disk), topics=TOPICS, types=TYPES,
+                            min_free_mb=0.5)
+    core = RecorderCore(config)
+    try:
+        assert core.start_episode('kept', start_ns=1).ok
+        core.offer(TOPICS[1], 2, cdr[TOPICS[1]])
+        kept = core.stop_episode(True, stop_ns=3)
+        before = {p.name: p.read_bytes() for p in Path(kept.path).iterdir()}
+        started = core.start_episode('too big', start_ns=10)
+        assert started.ok
+        store = make_typestore()
+        types = store.types
+        image = bytes(store.serialize_cdr(types['sensor_msgs/msg/Image'](
+            header=types['std_msgs/msg/Header'](
+                stamp=types['builtin_interfaces/msg/Time'](sec=0, nanosec=0), frame_id=''),
+            height=200, width=320, encoding='rgb8', is_bigendian=0, step=960,
+            data=np.random.default_rng(0).integers(0, 256, 192_000, dtype=np.uint8),
+        ), TYPES[0]))
+        for k in range(40):  # 8 MB of payload into 2 MB
+            core.offer(TOPICS[0], 11 + k, image)
+            time.sleep(0.005)
+        assert wait(lambda: 'disk is full' in core.snapshot().error)
+        snap = core.snapshot()
+        assert not snap.recording and 'INCOMPLETE' in snap.error
+        refused = core.start_episode('', start_ns=100)
+        assert not refused.ok and 'min_free_mb' in refused.message
+    finally:
+        core.close(False, 200)
+    assert (Path(started.path) / INCOMPLETE_MARKER).exists()
+    assert not read_episode_info(Path(started.path)).complete
+    assert {p.name: p.read_bytes() for p in Path(kept.path).iterdir()} == before
+    assert read_episode_info(Path(kept.path)).label == 'kept'
+
+
+def wait(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
