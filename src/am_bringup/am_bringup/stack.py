@@ -66,16 +66,25 @@ def _sim_time(use_sim_time: bool) -> dict:
     return {'use_sim_time': True} if use_sim_time else {}
 
 
-def robot_nodes(robot: str = 'sim', scene: str = 'cube-single', use_sim_time: bool = False,
+def needs_sim_time(args: Mapping[str, str]) -> bool:
+    '''use_sim_time as asked, or forced on when am_sim does not run in real time (it then
+    publishes /clock and stamps everything with simulation time).'''
+    asked = parse_bool('use_sim_time', args.get('use_sim_time', 'false'))
+    factor = _float('real_time_factor', args.get('real_time_factor', '1.0'))
+    return asked or (args.get('robot', 'sim') == 'sim' and factor != 1.0)
+
+
+def robot_nodes(robot: str = 'sim', scene: str = 'cube-single',
                 real_time_factor: float = 1.0) -> list[NodeSpec]:
     '''The robot side: am_sim for `sim`; nothing for gazebo/real (the user's bringup and
     MoveIt Servo provide the same topics, included by the launch file).'''
     _choice('robot', robot, ROBOTS)
     if robot != 'sim':
         return []
+    # The simulator is the clock: it never follows /clock itself (its own step timer would
+    # then wait for the time it is supposed to publish).
     params = {'scene': scene, 'real_time_factor': real_time_factor}
-    return [NodeSpec('am_sim', 'sim_robot', 'sim_robot', 'sim_robot.yaml',
-                     {**params, **_sim_time(use_sim_time)})]
+    return [NodeSpec('am_sim', 'sim_robot', 'sim_robot', 'sim_robot.yaml', params)]
 
 
 def recorder_node(output_dir: str = '', use_sim_time: bool = False) -> NodeSpec:
@@ -95,14 +104,16 @@ def robot_stack(args: Mapping[str, str]) -> list[NodeSpec]:
     _reject_unknown(args, known)
     robot = _choice('robot', args.get('robot', 'sim'), ROBOTS)
     commander = _choice('commander', args.get('commander', 'servo'), COMMANDERS)
-    use_sim_time = parse_bool('use_sim_time', args.get('use_sim_time', 'false'))
+    use_sim_time = needs_sim_time(args)
     record = parse_bool('record', args.get('record', 'false'))
     checkpoint = args.get('checkpoint', '')
-    nodes = robot_nodes(robot, args.get('scene', 'cube-single'), use_sim_time,
+    nodes = robot_nodes(robot, args.get('scene', 'cube-single'),
                         _float('real_time_factor', args.get('real_time_factor', '1.0')))
     if record:
         nodes.append(recorder_node(args.get('output_dir', ''), use_sim_time))
     policy_params: dict = {'commander': commander, **_sim_time(use_sim_time)}
+    if robot == 'sim':
+        policy_params['frame_id'] = 'world'  # am_sim's frame
     if checkpoint:
         policy_params['checkpoint'] = checkpoint
     nodes.append(NodeSpec('am_policy_node', 'policy', 'policy', 'policy.yaml', policy_params))
@@ -123,12 +134,12 @@ def record_stack(args: Mapping[str, str]) -> list[NodeSpec]:
                      TELEOPS)
     if teleop == 'scripted' and robot != 'sim':
         raise StackError('teleop:=scripted drives the simulated robot only: use robot:=sim')
-    use_sim_time = parse_bool('use_sim_time', args.get('use_sim_time', 'false'))
-    nodes = robot_nodes(robot, args.get('scene', 'cube-single'), use_sim_time,
+    use_sim_time = needs_sim_time(args)
+    nodes = robot_nodes(robot, args.get('scene', 'cube-single'),
                         _float('real_time_factor', args.get('real_time_factor', '1.0')))
     nodes.append(recorder_node(args.get('output_dir', ''), use_sim_time))
     if teleop == 'scripted':
-        params: dict = {**_sim_time(use_sim_time)}
+        params: dict = {'scene': args.get('scene', 'cube-single'), **_sim_time(use_sim_time)}
         for key in ('episodes', 'steps', 'seed'):
             if key in args:
                 params[key] = _int(key, args[key])
