@@ -18,7 +18,10 @@ from am_learning.config import NetworkConfig
 
 
 def images_to_input(image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-    '''uint8 (B, H, W, 3) image and goal -> float (B, 6, H, W) in [-0.5, 0.5].'''
+    '''uint8 (B, H, W, 3) image and goal -> float (B, 6, H, W) in [-0.5, 0.5].
+
+    fp32 even under autocast: handing the first conv bf16 input was measured 25% slower.
+    '''
     x = torch.cat([image, goal], dim=-1).permute(0, 3, 1, 2)
     return x.float().mul_(1.0 / 255.0).sub_(0.5)
 
@@ -32,7 +35,7 @@ class ImageTrunk(nn.Module):
         channels = 6
         size = cfg.image_size
         for out in cfg.conv_channels:
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
             channels = out
             size = (size + 1) // 2
         self.convs = nn.Sequential(*layers)

@@ -137,7 +137,10 @@ class Trainer:
                 dataset, config.task_reward)
             if self.rewards.shape != (dataset.num_frames,):
                 raise ValueError('rewards must have one value per frame')
-            self.rewarded = np.flatnonzero(self.rewards[1:] > 0)  # transitions t -> t+1
+            # Transitions t -> t+1 inside one episode whose arrival is rewarded.
+            episode = dataset.episode_index()
+            self.rewarded = np.flatnonzero((self.rewards[1:] > 0)
+                                           & (episode[1:] == episode[:-1]))
             self.task_goal = self._zero_goal()
         self.step = 0
         self.run_dir = Path(run_dir) if run_dir is not None else None
