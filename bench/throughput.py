@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     }, state_ds, args.seconds, args.rounds)
     metrics['updates_per_s_state_b256'] = round(r['fast'], 2)
     metrics['updates_per_s_state_b256_target_cem'] = round(r['cem'], 2)
+    threads = torch.get_num_threads()
+    if threads > 1:  # small MLPs: is one thread (no OpenMP hand-offs) faster?
+        torch.set_num_threads(1)
+        one = updates_per_s({'fast': state_cfg}, state_ds, args.seconds, args.rounds)['fast']
+        torch.set_num_threads(threads)
+        metrics['updates_per_s_state_b256_1_thread'] = round(one, 2)
     print(f'state b256: {r["fast"]:.1f} upd/s (target CEM {r["cem"]:.1f})')
 
     # Acting: a freshly initialised default image network behind the real policy class.
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     notes.append(f'best of {args.rounds} interleaved rounds of {args.seconds} s per training '
                  'figure (the machine is shared: single rounds varied 5x)')
     notes.append('synthetic random frames (speed does not depend on content); default '
-                 'TrainConfig (conv 32-64-64, trunk 256, head 256x256, 4 negatives from 16 '
+                 'TrainConfig (conv 32-64-64, trunk 256, 4 negatives from 16 '
                  'candidates, 16 uniform + dataset action in the TD max; head: one hidden '
                  'layer of 256 over the split (feature, action) input); acting on the CPU '
                  f'(as the policy node does) with CEM {policy.cem.samples}x'
