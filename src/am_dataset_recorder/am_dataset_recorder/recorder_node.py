@@ -11,11 +11,14 @@ from concurrent.futures import Future
 from dataclasses import fields
 import functools
 import importlib
+import signal
 import sys
+import threading
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.event_handler import (
     QoSMessageLostInfo,
     QoSRequestedIncompatibleQoSInfo,
@@ -31,6 +34,7 @@ from rclpy.qos import (
     QoSProfile,
     QoSReliabilityPolicy,
 )
+from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future as RclpyFuture
 
 from am_dataset_recorder.core import (
@@ -65,6 +69,8 @@ DESCRIPTIONS = {
 STARTUP_ONLY = ('topics', 'types', 'image_transport', 'reliability', 'qos_depth',
                 'image_qos_depth', 'status_rate_hz')
 DISCOVERY_PERIOD_S = 0.5
+SIGNAL_POLL_S = 0.2
+'''Longest time between a SIGINT/SIGTERM and the start of the shutdown.'''
 '''How often topics still waiting for a publisher (reliability auto) are looked up.'''
 
 
@@ -324,30 +330,39 @@ class RecorderNode(Node):
             self.get_logger().info(f'shutdown: {result.message}')
             if rclpy.ok(context=self.context):
                 self._after_stop(result, snap.label, stop_ns, success, False)
+                # Reliable delivery of the STOP event before the publisher goes away.
+                self._events.wait_for_all_acked(Duration(seconds=1.0))
 
 
 def main(args: list[str] | None = None) -> None:
-    '''Run the recorder until SIGINT/SIGTERM; the running episode is closed cleanly.'''
-    rclpy.init(args=args)
-    node = None
-    exit_code = 0
+    '''Run the recorder until SIGINT/SIGTERM; the running episode is closed cleanly.
+
+    The signals only set a flag (rclpy's own handlers are off): the executor loop ends
+    between two callbacks and the context is still valid, so the STOP event of the cut
+    episode is still published before the node goes.
+    '''
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         node = RecorderNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+    except ValueError as exc:  # bad parameters: refuse to start, saying why
+        rclpy.logging.get_logger('recorder').fatal(f'cannot start: {exc}')
+        rclpy.try_shutdown()
+        sys.exit(2)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # bad parameters at start-up
-        rclpy.logging.get_logger('recorder').fatal(f'cannot start: {exc}')
-        exit_code = 2
     finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
+        node.close()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
         rclpy.try_shutdown()
-    if exit_code:
-        sys.exit(exit_code)
 
 
 if __name__ == '__main__':

@@ -303,6 +303,9 @@ def test_signal_closes_the_bag(start_node, ros_node, tmp_path: Path, sig: int) -
         time.sleep(0.01)
     assert probe.wait_received({f'/{name}/joint_states': 15})
     assert recorder.stop(sig, timeout=20.0) == 0, recorder.log()
+    # The boundary also went out live, for a `ros2 bag record` running beside it.
+    assert wait_for(lambda: [e.event for e in probe.events
+                             if e.episode_id == started.episode_id] == [0, 1], 5.0)
 
     info = read_episode_info(Path(started.path))
     assert info.complete and info.success is shutdown_success and info.label == 'cut short'
