@@ -141,6 +141,11 @@ class Probe:
         self.status = msg
         self.peak_queue = max(self.peak_queue, msg.queue_depth)
 
+    def foreign_nodes(self) -> list[str]:
+        '''Nodes on this domain that are not part of the benchmark (another run's).'''
+        ours = {'recorder', 'load_probe', 'load_publisher'}
+        return sorted(n for n, _ in self.node.get_node_names_and_namespaces() if n not in ours)
+
     def close(self) -> None:
         import rclpy
 
@@ -228,6 +233,7 @@ def run_phase(probe: Probe, recorder_pid: int, seconds: float, camera_qos: str,
     assert stopped.success, stopped.message
     time.sleep(1.0)  # the status after the stop carries the episode's final counts
     status = probe.status
+    foreign = probe.foreign_nodes()
     bag = Path(stopped.path)
     with Reader(bag) as bag_reader:
         written = {c.topic: c.msgcount for c in bag_reader.connections if c.topic in TYPES}
@@ -250,6 +256,7 @@ def run_phase(probe: Probe, recorder_pid: int, seconds: float, camera_qos: str,
         'bag_mb': round(bag_bytes / 1e6, 1),
         'recorder_peak_queue_depth': probe.peak_queue,
         'recorder_peak_rss_mb': round(peak_rss / 1e6, 1),
+        'foreign_nodes_seen': foreign,
     }
 
 
@@ -278,7 +285,30 @@ def run_with_recorder(args: argparse.Namespace, out_dir: Path, seconds: float,
         probe.close()
 
 
+def quiet_domain(candidates: list[int], listen_s: float = 2.0) -> int:
+    '''The first ROS domain where no node answers: a test run or another benchmark on the
+    same machine (same topic names) would otherwise mix its messages into ours.'''
+    import rclpy
+    from rclpy.context import Context
+
+    for domain in candidates:
+        context = Context()
+        rclpy.init(context=context, domain_id=domain)
+        node = rclpy.create_node('domain_probe', context=context)
+        time.sleep(listen_s)  # discovery runs in DDS threads, no spinning needed
+        others = [n for n, _ in node.get_node_names_and_namespaces() if n != 'domain_probe']
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        if not others:
+            return domain
+        print(f'domain {domain} is busy ({others[:3]}...), trying another', file=sys.stderr)
+    raise SystemExit('no quiet ROS domain found')
+
+
 def run(args: argparse.Namespace) -> dict:
+    if args.domain is None:
+        # Tests use domains 1..101 (conftest.py); start above them, but check anyway.
+        args.domain = quiet_domain(random.SystemRandom().sample(range(102, 167), 8))
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(args.domain))
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix='am_recorder_load_'))
     try:
@@ -314,7 +344,9 @@ def write_results(metrics: dict, args: argparse.Namespace, command: str) -> None
         "written); recorder_reported_lost is the recorder's own report (queue drops + "
         'max(QoS message-lost events, publication sequence gaps)). CPU is of the recorder '
         'process over the publishing window, 100 = one core of the 2 the machine has; the '
-        "publisher ran on the same 2 cores, and other engineers' jobs shared the machine.")
+        "publisher ran on the same 2 cores, and other engineers' jobs shared the machine. "
+        f'ROS domain {args.domain}, checked quiet (no other node) at the start; '
+        'foreign_nodes_seen lists nodes of other runs that joined it anyway (none: clean).')
     if be:
         notes += (
             f' Second run ({be["duration_s"]} s, fresh recorder): camera published best effort '
@@ -376,8 +408,8 @@ def main() -> None:
                         help='length of the best-effort camera run (0: skip it)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
     parser.add_argument('--keep', help='keep the bags and recorder logs in this folder')
-    parser.add_argument('--domain', type=int, default=random.SystemRandom().randint(1, 101),
-                        help='ROS_DOMAIN_ID of this run (its own, so no other run interferes)')
+    parser.add_argument('--domain', type=int, default=None,
+                        help='ROS_DOMAIN_ID of this run (default: a quiet one above 101)')
     parser.add_argument('--no-write', action='store_true', help='print only')
     parser.add_argument('--role', choices=('controller', 'publisher'), default='controller',
                         help=argparse.SUPPRESS)
