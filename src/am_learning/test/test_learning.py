@@ -216,3 +216,15 @@ def test_default_config_documents_every_field() -> None:
             after = source.split(marker, 1)[1].split('\n', 2)
             assert after[1].strip().startswith("'''") or after[2].strip().startswith("'''"), \
                 f'{cls.__name__}.{f.name} has no docstring'
+
+
+@pytest.mark.slow
+def test_image_am_reaches_goal_images(tmp_path) -> None:
+    '''From pixels: goal images of the point world, greedy CEM over the image Q-network
+    (measured: 2000 updates -> 87-93 % of reach tasks, random actions ~7 %).'''
+    data = make_point_dataset(40, 50, image_size=32, seed=0)
+    trainer = Trainer(tiny_config('image', 32, updates=2000), data)
+    row = trainer.train()
+    assert row['diag/q_offset_1'] > row['diag/q_offset_20'] > row['diag/q_random_goal']
+    greedy = success_rate(GoalReachingPolicy.from_checkpoint(trainer.save(tmp_path / 'c')))
+    assert greedy >= 50 and greedy >= success_rate(None) + 30, greedy
