@@ -36,10 +36,13 @@ import tempfile
 import threading
 import time
 
+from am_learning import conventions
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results'
 RECORDER = ROOT / 'install' / 'am_dataset_recorder' / 'lib' / 'am_dataset_recorder' / 'recorder'
-CAMERA, JOINTS, TWIST = '/camera/image_raw', '/joint_states', '/servo_node/delta_twist_cmds'
+CAMERA, JOINTS, TWIST = (conventions.CAMERA_TOPIC, conventions.JOINT_STATES_TOPIC,
+                         conventions.TWIST_TOPIC)
 RATES_HZ = {CAMERA: 30.0, JOINTS: 200.0, TWIST: 20.0}
 TYPES = {CAMERA: 'sensor_msgs/msg/Image', JOINTS: 'sensor_msgs/msg/JointState',
          TWIST: 'geometry_msgs/msg/TwistStamped'}
@@ -350,12 +353,13 @@ def write_results(metrics: dict, args: argparse.Namespace, command: str) -> None
     if be:
         notes += (
             f' Second run ({be["duration_s"]} s, fresh recorder): camera published best effort '
-            '(sensor-data QoS): Fast DDS sends a 921.6 kB frame as UDP fragments and the '
-            "kernel's default 208 kB socket receive buffer (net.core.rmem_default) overflows, "
-            'so most frames are lost in transport before any subscriber callback; the recorder '
-            'reports them (QoS message-lost events) rather than hiding them. Publish cameras '
-            'reliable, or enlarge the socket buffers / use shared memory, for lossless '
-            'best-effort images.')
+            '(sensor-data QoS). Most 921.6 kB frames never reach any subscriber (an empty '
+            'counting subscriber gets the same), and Fast DDS reports them lost: the recorder '
+            'counts and reports them instead of hiding them. Measured but not explained: '
+            '/proc/net/snmp shows no UDP receive-buffer errors meanwhile (so not the socket '
+            'buffer), and about 11 datagrams per frame go to a UDP port with no listener '
+            '(NoPorts), with reliable too, where every frame arrives. Publish cameras '
+            'reliable (or tune Fast DDS for large data) when every frame matters.')
     result = {
         'benchmark': 'recorder_load',
         'command': command,

@@ -30,13 +30,14 @@ from am_dataset_recorder.episode_writer import (
     make_typestore,
     new_episode_id,
 )
+from am_learning import conventions
 
 DEFAULT_TOPICS = (
-    '/camera/image_raw',
-    '/joint_states',
-    '/servo_node/delta_twist_cmds',
-    '/gripper_controller/commands',
-    '/ee_pose',
+    conventions.CAMERA_TOPIC,
+    conventions.JOINT_STATES_TOPIC,
+    conventions.TWIST_TOPIC,
+    conventions.GRIPPER_TOPIC,
+    conventions.EE_POSE_TOPIC,
 )
 DEFAULT_TYPES = (
     'sensor_msgs/msg/Image',

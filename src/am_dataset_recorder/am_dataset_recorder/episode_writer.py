@@ -33,8 +33,10 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 from ruamel.yaml import YAML
 
-EPISODE_EVENTS_TOPIC = '/am/episode_events'
-'''Topic of the episode boundary events (same as am_learning.conventions).'''
+from am_learning import conventions
+
+EPISODE_EVENTS_TOPIC = conventions.EPISODE_EVENTS_TOPIC
+'''Topic of the episode boundary events.'''
 EPISODE_EVENT_TYPE = 'am_msgs/msg/EpisodeEvent'
 INCOMPLETE_MARKER = 'INCOMPLETE'
 '''File inside an episode folder while the episode is being written (or was cut short).'''
