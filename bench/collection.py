@@ -266,16 +266,19 @@ def main() -> None:
     notes = (
         f'ROS pipeline: sim_robot + scripted_teleop + recorder, {args.image_size}x'
         f'{args.image_size} rgb8 at every 20 Hz step, one {args.steps}-step episode per '
-        'real-time factor, all with use_sim_time, 3 processes on the 2 shared cores over '
-        'Fast DDS loopback. Lossless = every step applied exactly one new command and the '
-        'bag has every observation (no gap in 50 ms sim-time stamps) and every command; '
+        'real-time factor, with use_sim_time (/clock from sim_robot) except at factor 1, '
+        '3 processes on the 2 cores over Fast DDS loopback. Lossless = every step applied '
+        'exactly one new command (none overwritten, none late) and the bag has every '
+        'observation (no gap in the 50 ms stamps) and every command; '
         'the first factor that failed twice ends the search. transitions_per_s = steps / '
         'wall seconds between the teleop logging the episode start and stop. Generator: '
         f'python -m am_sim.generate with {args.workers} worker processes, '
         f'{args.gen_episodes} episodes x {args.gen_steps} steps, wall time of the whole '
         'command (process start-up and scene building included), bags written with '
         'EpisodeWriter (MCAP). Rendering: shadows/multisampling off, the faint UR5e links '
-        'hidden (am_learning.envs, draw_arm=False).')
+        'hidden (am_learning.envs, draw_arm=False). The cores are shared with other '
+        "engineers' processes that do not take the benchmark lock: repeated generator runs "
+        'varied by up to 2x (visual, 2 workers: 94-188 transitions/s measured by hand).')
     result = {'benchmark': 'collection', 'command': command,
               'date': datetime.date.today().isoformat(), 'machine': machine(),
               'git_commit': git_commit(), 'metrics': metrics, 'notes': notes}

@@ -201,3 +201,19 @@ def test_render_speed_sanity(scene):
     assert model.vis.quality.shadowsize == 0 and model.vis.quality.offsamples == 0
     assert not model.light_castshadow.any()
     assert (model.geom_group == 5).sum() > 20
+
+
+@pytest.mark.parametrize('name', ['cube-double', 'scene', 'puzzle-3x3'])
+def test_other_scenes_step_render_and_load_tasks(name):
+    s = make_scene(name, 16, seed=0)
+    start = s.ee_position().copy()
+    for _ in range(4):
+        s.step(np.array([1.0, 0.0, 0.0, 0.0, -1.0]))
+    assert s.ee_position()[0] - start[0] > 0.03
+    goal = s.load_eval_task(3, seed=0)
+    assert goal.shape == (16, 16, 3) and s.task == 'task3' and s.num_eval_tasks == 5
+    assert np.abs(goal.astype(int) - s.render()).mean() > 0.2
+    assert s.goal_state().shape == s.state().shape
+    s.load_reach_task(seed=1)
+    assert s.goal_distance() > 0
+    s.close()

@@ -199,16 +199,19 @@ class Scene:
         t_wa = lie.SE3.from_rotation_and_translation(rot, pos) @ u._T_pa
         qpos_goal = u._ik.solve(pos=t_wa.translation(), quat=t_wa.rotation().wxyz,
                                 curr_qpos=u._data.qpos[u._arm_joint_ids])
+        import mujoco
+
         saved_qpos, saved_qvel = u.data.qpos.copy(), u.data.qvel.copy()
         u.data.qpos[u._arm_joint_ids] = qpos_goal
         u.data.qvel[:] = 0.0
-        u.set_state(u.data.qpos.copy(), u.data.qvel.copy())
+        mujoco.mj_forward(u.model, u.data)
         # The pose the IK reached is the goal (the image shows exactly it).
         self._goal_pos = self.ee_position()
         self._goal_state = self.state()
         image = self.render() if self._render_enabled else np.zeros(
             (self.image_size, self.image_size, 3), np.uint8)
-        u.set_state(saved_qpos, saved_qvel)
+        u.data.qpos[:], u.data.qvel[:] = saved_qpos, saved_qvel
+        mujoco.mj_forward(u.model, u.data)
         self._task = 'reach'
         return image
 
