@@ -12,6 +12,7 @@ Metrics (BENCHMARKS.md shape, written to bench/results/throughput.json and .md):
 and, measured in the same run, the naive paths each optimisation replaces:
   *_naive_fp32              fp32, no channels_last (state networks always train in fp32)
   *_target_cem              the paper's CEM max in the TD target (32 x 2) instead of `sampled`
+  *_width128                the state network at trunk_dim=128, hidden_dims=(128,)
   cem_act_p99_ms_naive      the trunk recomputed for every CEM sample (full forward)
 Run it alone: `flock /tmp/am-heavy.lock python bench/throughput.py` (and
 `python bench/throughput.py --device cuda` where a GPU exists: results get a .cuda suffix).
@@ -172,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
                                                   proprio_dim=0),
                             batch_size=256, device=args.device)
     state_ds = synthetic_dataset(images=None, state_dim=28)
+    narrow = replace(state_cfg, network=replace(state_cfg.network, trunk_dim=128,
+                                                hidden_dims=(128,)))
     r = updates_per_s({
         'fast': state_cfg,
         'cem': replace(state_cfg, target_max='cem'),
+        'narrow': narrow,
     }, state_ds, args.seconds, args.rounds)
     metrics['updates_per_s_state_b256'] = round(r['fast'], 2)
     metrics['updates_per_s_state_b256_target_cem'] = round(r['cem'], 2)
+    metrics['updates_per_s_state_b256_width128'] = round(r['narrow'], 2)
     threads = torch.get_num_threads()
     if threads > 1:  # small MLPs: is one thread (no OpenMP hand-offs) faster?
         torch.set_num_threads(1)
