@@ -25,6 +25,7 @@ setup(
             'sim_robot = am_sim.sim_robot:main',
             'scripted_teleop = am_sim.scripted_teleop:main',
             'generate = am_sim.generate:main',
+            'goal_trials = am_sim.goal_trials:main',
         ],
     },
 )
