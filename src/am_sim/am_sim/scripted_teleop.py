@@ -171,6 +171,9 @@ def main(args: list[str] | None = None) -> None:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ValueError as exc:  # bad parameters: say which, exit 2
+        rclpy.logging.get_logger('scripted_teleop').fatal(f'cannot start: {exc}')
+        raise SystemExit(2) from None
     finally:
         if executor is not None:
             executor.shutdown()

@@ -235,11 +235,15 @@ def main(args: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
+    code = 0
     try:
         node = SimRobotNode()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ValueError as exc:  # bad start-up parameters: say which, exit 2
+        rclpy.logging.get_logger('sim_robot').fatal(f'cannot start: {exc}')
+        code = 2
     finally:
         if node is not None:
             counts = ', '.join(f'{k} {v}' for k, v in node.core.counters.items())
@@ -247,6 +251,8 @@ def main(args: list[str] | None = None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == '__main__':
