@@ -376,3 +376,26 @@ def test_best_effort_publisher_joining_a_reliable_topic(start_node, ros_node,
     stopped = probe.stop()
     positions = [m.position[0] for m in _read(Path(stopped.path))['/mixed/joint_states']]
     assert positions.count(1.0) == sent and positions.count(-1.0) >= 1
+
+
+def test_compressed_image_transport(start_node, ros_node, tmp_path: Path) -> None:
+    '''image_transport compressed: an Image topic is recorded as <topic>/compressed.'''
+    from sensor_msgs.msg import CompressedImage
+
+    recorder = _start_recorder(start_node, 'rec_jpeg', tmp_path,
+                               {'/jpeg/camera/image_raw': IMAGE},
+                               image_transport='compressed')
+    publisher = ros_node.create_publisher(CompressedImage, '/jpeg/camera/image_raw/compressed',
+                                          10)
+    probe = Probe(ros_node, 'rec_jpeg', {})
+    probe.wait_ready()
+    assert wait_for(lambda: publisher.get_subscription_count() > 0, 15.0), recorder.log()
+    started = probe.start()
+    assert started.success
+    for k in range(10):
+        publisher.publish(CompressedImage(format='jpeg', data=bytes([0xFF, 0xD8, k])))
+        time.sleep(0.01)
+    assert probe.wait_received({'/jpeg/camera/image_raw/compressed': 10})
+    stopped = probe.stop()
+    frames = _read(Path(stopped.path))['/jpeg/camera/image_raw/compressed']
+    assert [(f.format, bytes(f.data)[2]) for f in frames] == [('jpeg', k) for k in range(10)]
