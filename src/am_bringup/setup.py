@@ -26,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             'am-launch = am_bringup.runner:main',
+            'am-demo = am_bringup.demo:main',
         ],
     },
 )
