@@ -7,7 +7,7 @@ import pytest
 
 from am_learning.conventions import ActionScale
 from am_learning.envs import REACH_TOLERANCE_M, PlayOperator, decode_state, make_scene
-from am_learning.envs.operator import action_to_ogbench, ogbench_to_action
+from am_learning.envs.operator import action_to_ogbench, decode_puzzle_state, ogbench_to_action
 
 SIZE = 32
 
@@ -179,7 +179,24 @@ def test_play_operator_two_cubes():
         s.step(op.act(s.state(), rng))
     assert op.target_block in (0, 1)
     with pytest.raises(ValueError, match='drives'):
-        PlayOperator('puzzle-3x3')
+        PlayOperator('scene')
+
+
+def test_play_operator_presses_puzzle_buttons():
+    s = make_scene('puzzle-3x3', SIZE, render=False, seed=2)
+    info = decode_puzzle_state(s.state())
+    u = s._env
+    for i in range(9):  # the operator knows where each button top is
+        top = u.data.site_xpos[u._button_site_ids[i]]
+        assert np.allclose(info[f'privileged/button_{i}_top_pos'], top, atol=1e-3)
+    before = [info[f'privileged/button_{i}_state'][0] for i in range(9)]
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        s.step(s.oracle_action(rng))
+    info = decode_puzzle_state(s.state())
+    after = [info[f'privileged/button_{i}_state'][0] for i in range(9)]
+    assert before != after  # buttons were pressed (each press toggles its neighbours too)
+    assert s.gripper_opening() > 0.5  # OGBench presses with the gripper closed
 
 
 def test_unknown_scene_is_refused():

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from am_learning.envs.operator import OPERATED_SCENES
 from am_sim.core import PERIOD_NS, SimConfig, SimCore
 from am_sim.teleop_core import TeleopConfig, TeleopCore
 
@@ -167,8 +168,8 @@ def parse_args(argv: list[str] | None = None) -> GenerateConfig:
     p = argparse.ArgumentParser(prog='python -m am_sim.generate', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = GenerateConfig()
-    p.add_argument('--scene', default=d.scene, choices=['cube-single', 'cube-double'],
-                   help='scene (the scripted operator drives the cube scenes)')
+    p.add_argument('--scene', default=d.scene, choices=sorted(OPERATED_SCENES),
+                   help='scene (the ones the scripted play operator drives)')
     p.add_argument('--episodes', type=int, default=d.episodes, help='episodes to write')
     p.add_argument('--steps', type=int, default=d.steps, help='control steps per episode')
     p.add_argument('--image-size', type=int, default=d.image_size, help='camera pixels')

@@ -23,7 +23,7 @@ from am_msgs.srv import ResetScene, StartEpisode, StopEpisode
 from am_sim.teleop_core import TeleopConfig, TeleopCore
 
 DESCRIPTIONS = {
-    'scene': 'Scene the simulator runs: cube-single or cube-double.',
+    'scene': 'Scene the simulator runs: cube-single, cube-double or puzzle-3x3.',
     'episodes': 'Episodes to record, then stop.',
     'steps': 'Control steps (commands) per episode.',
     'seed': "Seed of the operator's choices and the resets; -1 draws one.",

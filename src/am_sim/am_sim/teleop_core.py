@@ -19,7 +19,8 @@ class TeleopConfig:
     '''Parameters of `scripted_teleop` (same names as the ROS parameters).'''
 
     scene: str = 'cube-single'
-    '''Scene the simulator runs (the operator's plan depends on the number of cubes).'''
+    '''Scene the simulator runs: cube-single, cube-double or puzzle-3x3 (the operator's
+    plans depend on it).'''
     episodes: int = 1
     '''Episodes to record, then stop.'''
     steps: int = 100

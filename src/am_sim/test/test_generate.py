@@ -80,3 +80,14 @@ def test_command_line(tmp_path):
     again = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and 'exist already' in again.stderr  # nothing overwritten
     assert parse_args(['--out', 'x', '--image-size', '48']).image_size == 48
+
+
+def test_puzzle_episode(tmp_path):
+    '''The 3x3 button puzzle: the operator presses buttons, the bag shows their states move.'''
+    generate(GenerateConfig(scene='puzzle-3x3', episodes=1, steps=80, out=str(tmp_path),
+                            state_only=True, seed=1), progress=False)
+    (info,) = list_episodes(tmp_path)
+    states = np.array([m.data for _, m in read_bag(info.path)[conv.SIM_STATE_TOPIC]])
+    assert states.shape == (81, 55)
+    buttons = states[:, 19:].reshape(81, 9, 4)[:, :, :2].argmax(axis=2)  # one-hot states
+    assert (buttons[0] != buttons[-1]).any()

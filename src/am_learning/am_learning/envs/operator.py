@@ -34,6 +34,14 @@ ARM_SAMPLING_BOUNDS = np.array([[0.25, -0.35, 0.20], [0.6, 0.35, 0.35]])
 TARGET_SAMPLING_BOUNDS = np.array([[0.3, -0.3], [0.55, 0.3]])
 OGBENCH_ACTION_RANGE = np.array([0.05, 0.05, 0.05, 0.3, 1.0])
 CUBE_COUNTS = {'cube-single': 1, 'cube-double': 2}
+# The 3x3 button puzzle (PuzzleEnv): button i = row * 3 + col sits on a 0.1 m grid around
+# (0.425, 0); its top is at PUZZLE_TOP_Z at rest and moves with the button's slide joint.
+PUZZLE_SIZE = 3
+PUZZLE_BUTTON_STATES = 2
+PUZZLE_BUTTON_DIM = PUZZLE_BUTTON_STATES + 2  # one-hot state, joint position x 120, velocity
+PUZZLE_BUTTON_SCALER = 120.0
+PUZZLE_TOP_Z = 0.1254
+OPERATED_SCENES = (*CUBE_COUNTS, 'puzzle-3x3')
 
 
 def decode_state(state: np.ndarray, num_cubes: int) -> dict[str, np.ndarray]:
@@ -58,6 +66,24 @@ def decode_state(state: np.ndarray, num_cubes: int) -> dict[str, np.ndarray]:
         c = s[PROPRIO_DIM + CUBE_DIM * i: PROPRIO_DIM + CUBE_DIM * (i + 1)]
         info[f'privileged/block_{i}_pos'] = c[0:3] / XYZ_SCALER + XYZ_CENTER
         info[f'privileged/block_{i}_yaw'] = np.array([np.arctan2(c[8], c[7])])
+    return info
+
+
+def decode_puzzle_state(state: np.ndarray) -> dict[str, np.ndarray]:
+    '''OGBench 3x3 puzzle state vector -> proprioception and each button's top position.'''
+    s = np.asarray(state, dtype=np.float64)
+    n = PUZZLE_SIZE * PUZZLE_SIZE
+    expected = PROPRIO_DIM + PUZZLE_BUTTON_DIM * n
+    if s.shape != (expected,):
+        raise ValueError(f'3x3 puzzle state vector has shape ({expected},), got {s.shape}')
+    info = decode_state(s[:PROPRIO_DIM], 0)
+    for i in range(n):
+        b = s[PROPRIO_DIM + PUZZLE_BUTTON_DIM * i: PROPRIO_DIM + PUZZLE_BUTTON_DIM * (i + 1)]
+        row, col = divmod(i, PUZZLE_SIZE)
+        info[f'privileged/button_{i}_state'] = np.array([int(np.argmax(b[:2]))])
+        info[f'privileged/button_{i}_top_pos'] = np.array([
+            0.425 + 0.1 * (row - 1), 0.1 * (col - 1),
+            PUZZLE_TOP_Z + b[PUZZLE_BUTTON_STATES] / PUZZLE_BUTTON_SCALER])
     return info
 
 
@@ -103,7 +129,8 @@ class OperatorConfig:
 
 
 class PlayOperator:
-    '''A scripted operator that plays with the cubes: pick one, place it somewhere, repeat.
+    '''A scripted operator that plays: picks a cube and places it somewhere (cube scenes), or
+    presses a random button (3x3 puzzle, gripper kept closed as in OGBench), and repeats.
 
     Observes only the OGBench state vector (what `/am_sim/state` carries) and keeps its own
     clock by counting its control steps; returns actions in our convention.
@@ -111,13 +138,14 @@ class PlayOperator:
 
     def __init__(self, scene: str, scale: ActionScale | None = None,
                  config: OperatorConfig | None = None) -> None:
-        if scene not in CUBE_COUNTS:
-            raise ValueError(f'the scripted play operator drives {sorted(CUBE_COUNTS)}, '
+        if scene not in OPERATED_SCENES:
+            raise ValueError(f'the scripted play operator drives {sorted(OPERATED_SCENES)}, '
                              f'not {scene!r}')
+        from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
         from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
 
         self.scene = scene
-        self.num_cubes = CUBE_COUNTS[scene]
+        self.num_cubes = CUBE_COUNTS.get(scene, 0)
         self.scale = scale or ActionScale()
         self.config = config or OperatorConfig()
         # The oracle reads these few attributes of the environment; nothing else.
@@ -126,9 +154,10 @@ class PlayOperator:
             _arm_sampling_bounds=ARM_SAMPLING_BOUNDS,
             normalize_action=lambda a: np.clip(a / OGBENCH_ACTION_RANGE, -1.0, 1.0),
         ))
-        self._oracle = CubePlanOracle(env=shim, segment_dt=self.config.segment_dt,
-                                      noise=self.config.noise,
-                                      noise_smoothing=self.config.noise_smoothing)
+        kwargs = {'env': shim, 'segment_dt': self.config.segment_dt,
+                  'noise': self.config.noise, 'noise_smoothing': self.config.noise_smoothing}
+        self._oracle = (CubePlanOracle(**kwargs) if self.num_cubes
+                        else ButtonPlanOracle(gripper_always_closed=True, **kwargs))
         self._steps = 0
         self._planned = False
         self._p_stack = 0.0
@@ -143,7 +172,11 @@ class PlayOperator:
         self._p_stack = 0.0 if self.num_cubes == 1 else float(rng.uniform(0.0, 0.25))
 
     def _new_target(self, info: dict, rng: np.random.Generator) -> None:
-        '''CubeEnv.set_new_target, from the observed cube positions.'''
+        '''CubeEnv / PuzzleEnv.set_new_target, from the observed state.'''
+        if not self.num_cubes:
+            self.target_block = int(rng.integers(PUZZLE_SIZE * PUZZLE_SIZE))  # a button
+            self.target_pos = info[f'privileged/button_{self.target_block}_top_pos']
+            return
         xyz = np.array([info[f'privileged/block_{i}_pos'] for i in range(self.num_cubes)])
         top = [
             i for i in range(self.num_cubes)
@@ -162,13 +195,19 @@ class PlayOperator:
 
     def act(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         '''One control step: the state vector now -> the (5,) action to send.'''
-        info = decode_state(state, self.num_cubes)
+        if self.num_cubes:
+            info = decode_state(state, self.num_cubes)
+        else:
+            info = decode_puzzle_state(state)
         info['time'] = np.array([self._steps * self.scale.period_s])
         if not self._planned or self._oracle.done:
             self._new_target(info, rng)
-            info['privileged/target_block'] = self.target_block
-            info['privileged/target_block_pos'] = self.target_pos
-            info['privileged/target_block_yaw'] = np.array([self._target_yaw])
+            if self.num_cubes:
+                info['privileged/target_block'] = self.target_block
+                info['privileged/target_block_pos'] = self.target_pos
+                info['privileged/target_block_yaw'] = np.array([self._target_yaw])
+            else:
+                info['privileged/target_button_top_pos'] = self.target_pos
             with _global_rng_from(rng):
                 self._oracle.reset(None, info)
             self._planned = True

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from am_learning.conventions import ActionScale
-from am_learning.envs.operator import CUBE_COUNTS, PlayOperator, action_to_ogbench
+from am_learning.envs.operator import OPERATED_SCENES, PlayOperator, action_to_ogbench
 
 SCENES = {
     'cube-single': 'visual-cube-single-play-v0',
@@ -122,7 +122,8 @@ class Scene:
         self._task = ''
         self._goal_pos: np.ndarray | None = None
         self._goal_state: np.ndarray | None = None
-        self._operator = PlayOperator(name, self.action_scale) if name in CUBE_COUNTS else None
+        self._operator = (PlayOperator(name, self.action_scale) if name in OPERATED_SCENES
+                          else None)
         self._steps = 0
         self._begin_episode()
 
@@ -319,7 +320,7 @@ class Scene:
         '''OGBench's play operator (plan oracle + smoothed noise) for this state, (5,).'''
         if self._operator is None:
             raise ValueError(f'no scripted play operator for scene {self.name!r}; '
-                             f'it exists for {sorted(CUBE_COUNTS)}')
+                             f'it exists for {sorted(OPERATED_SCENES)}')
         return self._operator.act(self.state(), rng)
 
     def close(self) -> None:
