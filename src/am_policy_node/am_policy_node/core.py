@@ -73,6 +73,8 @@ class Run:
     started_s: float
     timeout_s: float
     steps: int = 0
+    images: int = 0
+    '''Camera images received while the run was active.'''
     above: int = 0
     below: int = 0
     last_q: float = math.nan
@@ -151,6 +153,8 @@ class PolicyCore:
         with self._lock:
             self.image = rgb
             self.image_seq += 1
+            if self.run is not None:
+                self.run.images += 1
             self.image_received_s = now_s
             self._image_age.mark(now_s)
 
@@ -344,7 +348,7 @@ class PolicyCore:
                 return NOTHING
             if not decide_on_timer and (
                     self.image_seq == self._decided_seq
-                    or now_s - self._last_decision_s < 0.75 * self.config.period_s):
+                    or now_s - self._last_decision_s < 0.25 * self.config.period_s):
                 return NOTHING
             return self._decide(run, now_s)
 

@@ -8,6 +8,7 @@ executor never waits on the CEM (about a millisecond, run inline in the control 
 '''
 
 import math
+import signal
 import sys
 import time
 
@@ -15,6 +16,7 @@ from geometry_msgs.msg import PointStamped, PoseStamped, TwistStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -27,6 +29,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -235,7 +238,8 @@ class PolicyNode(Node):
         if result.finished is not None:
             run = result.finished
             self.get_logger().info(f'goal from {run.source} ended: {run.outcome.name} '
-                                   f'({run.message}), {run.steps} steps')
+                                   f'({run.message}), {run.steps} steps from {run.images} '
+                                   'camera images')
             self._publish_status()
 
     def _publish_status(self) -> None:
@@ -410,13 +414,24 @@ class PolicyNode(Node):
 
     def close(self) -> None:
         '''Stop the arm if it was being commanded, and release the commander.'''
-        if self.core.active:
-            self.commander.stop()
+        try:
+            if self.core.active and self.context.ok():
+                self.commander.stop()
+        except RCLError as exc:
+            self.get_logger().warning(f'could not send the final stop: {exc}')
         self.commander.close()
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # Our own signal handling: SIGINT/SIGTERM end spin() with the context still valid, so
+    # the arm gets a final stop before shutdown.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     node = None
     code = 0
     try:
