@@ -9,6 +9,7 @@ Arguments (all optional):
   use_sim_time:=true|false   follow /clock
   robot_launch:=FILE         gazebo/real: launch file of the robot (drivers, controllers)
   servo_launch:=FILE         gazebo/real: launch file of MoveIt Servo (or move_group)
+  rviz:=true|false           rviz2 with the camera, the goal image and goal picking tools
 
 The node list and parameters come from am_bringup.stack, shared with `am-launch`.
 '''
@@ -32,13 +33,18 @@ ARGUMENTS = (
     ('real_time_factor', '1.0', 'am_sim speed; > 1 needs use_sim_time:=true'),
     ('robot_launch', '', 'gazebo/real: your robot bringup launch file'),
     ('servo_launch', '', 'gazebo/real: your MoveIt Servo launch file'),
+    ('rviz', 'false', 'start rviz2 with config/am.rviz'),
 )
 
 
 def _actions(context):
     args = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     includes = [args.pop('robot_launch'), args.pop('servo_launch')]
+    rviz = args.pop('rviz').lower() in ('true', '1', 'yes')
     actions = []
+    if rviz:
+        actions.append(Node(package='rviz2', executable='rviz2', output='screen',
+                            arguments=['-d', str(config_dir() / 'am.rviz')]))
     if args['robot'] != 'sim':
         for path in includes:
             if path:
