@@ -4,10 +4,12 @@ OGBench's `play` datasets are made by a short loop (data_gen_scripts in the OGBe
 repository, not shipped in the wheel): the environment draws a random target for one cube,
 `CubePlanOracle` plans a pick-and-place to it through interpolated key frames with
 temporally smoothed Gaussian noise (0.1 x the action scale), and when the plan ends a new
-target is drawn. Here the same oracle class runs unchanged, but the operator draws the
+target is drawn (in the 3x3 puzzle: a random button, pressed by `ButtonPlanOracle` with the
+gripper closed). Here the same oracle classes run unchanged, but the operator draws the
 targets itself from the OGBench state vector (the vector `/am_sim/state` carries), so the
 identical operator drives the in-process scene, the offline generator and the ROS
-`scripted_teleop` node, which sees the robot only through topics.
+`scripted_teleop` node, which sees the robot only through topics. The `scene` scene
+(drawer, window, buttons, locks) has no operator here.
 
 OGBench's oracle draws from NumPy's global RNG; `_global_rng_from` seeds that RNG from the
 caller's explicit `np.random.Generator` around each plan and restores it afterwards, so a
