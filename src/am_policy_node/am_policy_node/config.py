@@ -47,6 +47,10 @@ class PolicyNodeConfig:
     cem_iterations: int = _p(0, 'CEM iterations; 0 keeps the checkpoint default.',
                              read_only=True)
     seed: int = _p(0, "Seed of the policy's random generator (CEM sampling).", read_only=True)
+    torch_threads: int = _p(1, 'torch intra-op threads for acting. 1 is fastest for one '
+                            'observation (measured on 2 busy cores: p99 0.8 ms with 1 thread, '
+                            '112 ms with 2, from threads spinning against other processes).',
+                            read_only=True)
     # --- timing ------------------------------------------------------------------------------
     control_rate_hz: float = _p(20.0, 'Control steps per second (the rate the model was '
                                 'trained at).', read_only=True)
@@ -138,6 +142,8 @@ class PolicyNodeConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
+        if self.torch_threads < 1:
+            raise ValueError(f'torch_threads must be >= 1, got {self.torch_threads}')
         for name in ('cem_samples', 'cem_iterations'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0 (0 = checkpoint default)')

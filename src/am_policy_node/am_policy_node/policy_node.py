@@ -62,8 +62,11 @@ class StartupError(RuntimeError):
 
 def load_policy(config: PolicyNodeConfig):
     '''The checkpoint's GoalReachingPolicy, checked against the node's inputs.'''
+    import torch
+
     from am_learning.policy import CheckpointError, GoalReachingPolicy
 
+    torch.set_num_threads(config.torch_threads)
     if not config.checkpoint:
         raise StartupError('parameter checkpoint is empty: give the trained checkpoint path')
     try:
