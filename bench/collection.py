@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import random
 import re
 import shutil
@@ -35,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import git_commit, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results'
@@ -45,24 +46,8 @@ def exe(package: str, name: str) -> str:
     return str(INSTALL / package / 'lib' / package / name)
 
 
-def machine() -> str:
-    import psutil
-
-    cpu = 'unknown CPU'
-    for line in Path('/proc/cpuinfo').read_text().splitlines():
-        if line.startswith('model name'):
-            cpu = line.split(':', 1)[1].strip()
-            break
-    return (f'{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {cpu}, '
-            f'no GPU, {platform.system()} {platform.release()}')
 
 
-def git_commit() -> str:
-    out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'src/am_sim',
-                            'src/am_learning/am_learning/envs', 'bench/collection.py'],
-                           cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '')
 
 
 def _params(params: dict) -> list[str]:
@@ -281,7 +266,9 @@ def main() -> None:
         'varied by up to 2x (visual, 2 workers: 94-188 transitions/s measured by hand).')
     result = {'benchmark': 'collection', 'command': command,
               'date': datetime.date.today().isoformat(), 'machine': machine(),
-              'git_commit': git_commit(), 'metrics': metrics, 'notes': notes}
+              'git_commit': git_commit('src/am_sim', 'src/am_learning/am_learning/envs',
+                                        'bench/collection.py'),
+              'metrics': metrics, 'notes': notes}
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
                      indent=2))
     if args.no_write:

@@ -19,10 +19,10 @@ import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import random
-import subprocess
 import sys
+
+from benchlib import git_commit, machine
 
 # No ROS process is started here; set the workspace's discovery rules anyway.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -36,29 +36,8 @@ from am_learning.data.bench import measure  # noqa: E402
 NAME = 'dataset_build'
 
 
-def machine() -> str:
-    cpu = platform.processor() or 'unknown CPU'
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
-    return f'{len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GiB, {cpu}, no GPU used'
 
 
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(
-            ['git', 'status', '--porcelain', '--', 'src/am_learning/am_learning/data',
-             'bench/dataset_build.py'], cwd=ROOT, capture_output=True, text=True).stdout
-        return commit + ('-dirty' if dirty.strip() else '')
-    except (OSError, subprocess.CalledProcessError):
-        return 'unknown'
 
 
 def markdown(report: dict) -> str:
@@ -126,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         'benchmark': NAME,
         'command': command,
         'date': datetime.date.today().isoformat(),
-        'machine': machine(),
-        'git_commit': git_commit(),
+        'machine': machine('no GPU used'),
+        'git_commit': git_commit('src/am_learning/am_learning/data', 'bench/dataset_build.py'),
         'metrics': result['metrics'],
         'details': result['details'],
         'notes': (

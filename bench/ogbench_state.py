@@ -21,11 +21,11 @@ import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import subprocess
 import sys
 import time
 
+from benchlib import git_commit, machine
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,33 +108,19 @@ def stage_eval(args: argparse.Namespace, runs: list[Path]) -> None:
         list(pool.map(evaluate, runs))
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.check_output(['git', 'rev-parse', 'HEAD'], cwd=REPO,
-                                       text=True, stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get('AM_GIT_COMMIT', 'unknown')
 
 
-def _machine() -> str:
-    cpu = platform.processor() or 'unknown CPU'
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
-    gpu = ''
+
+
+def _accelerator() -> str:
     try:
         import torch
 
         if torch.cuda.is_available():
-            gpu = f', GPU {torch.cuda.get_device_name(0)}'
+            return f'GPU {torch.cuda.get_device_name(0)}'
     except ImportError:
         pass
-    return f'{os.cpu_count()} cores, {mem_gb:.0f} GiB, {cpu}{gpu}'
+    return 'no GPU'
 
 
 def _last_row(metrics_csv: Path) -> dict:
@@ -168,8 +154,8 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         'benchmark': NAME,
         'command': 'python ' + ' '.join([str(Path(sys.argv[0]))] + sys.argv[1:]),
         'date': datetime.date.today().isoformat(),
-        'machine': _machine(),
-        'git_commit': os.environ.get('AM_GIT_COMMIT') or _git_commit(),
+        'machine': machine(_accelerator()),
+        'git_commit': git_commit('src/am_learning', 'src/am_sim', 'bench/ogbench_state.py'),
         'metrics': {
             'success': success,
             'success_std': spread,

@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import random
 import shutil
 import subprocess
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from benchlib import git_commit, machine
 
 from am_learning import conventions
 
@@ -157,23 +158,8 @@ class Probe:
         rclpy.shutdown()
 
 
-def machine() -> str:
-    import psutil
-
-    cpu = 'unknown CPU'
-    for line in Path('/proc/cpuinfo').read_text().splitlines():
-        if line.startswith('model name'):
-            cpu = line.split(':', 1)[1].strip()
-            break
-    return (f'{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {cpu}, '
-            f'no GPU, {platform.system()} {platform.release()}')
 
 
-def git_commit() -> str:
-    out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'src/am_dataset_recorder',
-                            'bench/recorder_load.py'], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '')
 
 
 def process_tree(proc) -> list:
@@ -365,7 +351,7 @@ def write_results(metrics: dict, args: argparse.Namespace, command: str) -> None
         'command': command,
         'date': datetime.date.today().isoformat(),
         'machine': machine(),
-        'git_commit': git_commit(),
+        'git_commit': git_commit('src/am_dataset_recorder', 'bench/recorder_load.py'),
         'metrics': metrics,
         'notes': notes,
     }

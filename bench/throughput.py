@@ -22,13 +22,12 @@ import argparse
 from dataclasses import replace
 import datetime
 import json
-import os
 from pathlib import Path
-import platform
 import subprocess
 import sys
 import time
 
+from benchlib import machine
 import numpy as np
 import torch
 
@@ -123,18 +122,11 @@ def dataset_build_fps() -> tuple[float | None, str]:
     return float(fn()), 'dataset_build_fps from am_learning.data.bench.dataset_build_fps()'
 
 
-def machine() -> str:
-    cpu = platform.processor() or ''
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+
+
+def _accelerator() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
-    return f'{os.cpu_count()} cores, {mem_gb:.0f} GiB, {cpu}, {gpu}, torch {torch.__version__}'
+    return f'{gpu}, torch {torch.__version__}'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         'command': 'python bench/throughput.py ' + ' '.join(
             argv if argv is not None else sys.argv[1:]),
         'date': datetime.date.today().isoformat(),
-        'machine': machine(),
+        'machine': machine(_accelerator()),
         'git_commit': commit,
         'metrics': metrics,
         'targets': {'updates_per_s_64px_b128': '>= 30', 'updates_per_s_state_b256': '>= 400',

@@ -1,0 +1,40 @@
+'''What every benchmark report says about where and from what it was measured.
+
+Imported by the scripts in bench/ (run as `python bench/<name>.py`, so this folder is on
+sys.path).
+'''
+
+import os
+from pathlib import Path
+import platform
+import subprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown CPU'
+
+
+def machine(accelerator: str = 'no GPU') -> str:
+    '''"2 cores, 24 GiB, <CPU model>, no GPU, Linux <release>" for the report's machine key.'''
+    mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+    return (f'{len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GiB, {cpu_model()}, '
+            f'{accelerator}, {platform.system()} {platform.release()}')
+
+
+def git_commit(*paths: str) -> str:
+    '''HEAD, with "-dirty" when the measured paths have uncommitted changes.'''
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    if not head:
+        return os.environ.get('AM_GIT_COMMIT', 'unknown')
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--', *paths], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip() if paths else ''
+    return head + ('-dirty' if dirty else '')
