@@ -36,7 +36,7 @@ os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
@@ -84,18 +84,19 @@ def git_commit() -> str:
                           text=True).stdout.strip()
 
 
-def run(seconds: float, image_size: int) -> dict:
+def run(seconds: float, image_size: int, extra: list[str]) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix='policy_latency_'))
     checkpoint = make_checkpoint(tmp / 'ckpt', image_size)
     exe = ROOT / 'install' / 'am_policy_node' / 'lib' / 'am_policy_node' / 'policy'
     log = open(tmp / 'policy.log', 'wb')
     proc = subprocess.Popen(
         [str(exe), '--ros-args', '-p', f'checkpoint:={checkpoint}', '-p', 'reach_threshold:=1.0',
-         '-p', 'q_floor:=0.0', '-p', f'goal_timeout_s:={seconds + 60}'],
+         '-p', 'q_floor:=0.0', '-p', f'goal_timeout_s:={seconds + 60}']
+        + [a for p in extra for a in ('-p', p)],
         stdout=log, stderr=subprocess.STDOUT)
     rclpy.init()
     node = rclpy.create_node('policy_latency_bench')
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()  # the multi-threaded one costs a core (see README)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
@@ -154,11 +155,18 @@ def run(seconds: float, image_size: int) -> dict:
         rclpy.shutdown()
     pub = np.asarray(published)
     latencies = []
+    # After the last image the watchdog's zero twists follow (the camera 'stopped'): not
+    # answers to images, so the window ends 0.1 s after the last image (< max_image_age_s).
+    twists = [(t, m) for t, m in twists if t <= pub[-1] + 0.1]
     for t, _ in twists:
         i = np.searchsorted(pub, t) - 1
         if i >= 0:
             latencies.append((t - pub[i]) * 1e3)
     lat = np.asarray(latencies)
+    slow = [(round(t - pub[0], 2), round(x, 1)) for (t, _), x in zip(twists, latencies)
+            if x > 30]
+    if slow:
+        print(f'{len(slow)} twists over 30 ms (s since start, ms): {slow[:20]}')
     node_lat = [s.decision_latency_ms for s in statuses if np.isfinite(s.decision_latency_ms)]
     return {
         'latency_p50_ms': round(float(np.percentile(lat, 50)), 3),
@@ -204,9 +212,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seconds', type=float, default=30.0)
     parser.add_argument('--image-size', type=int, default=64)
+    parser.add_argument('--param', action='append', default=[],
+                        help='extra policy node parameter, name:=value (repeatable)')
     args = parser.parse_args()
     command = 'python bench/policy_latency.py ' + ' '.join(sys.argv[1:])
-    metrics = run(args.seconds, args.image_size)
+    metrics = run(args.seconds, args.image_size, args.param)
     for k, v in metrics.items():
         print(f'{k}: {v}')
     write(metrics, args, command.strip())

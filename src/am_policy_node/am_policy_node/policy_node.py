@@ -18,8 +18,8 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -30,6 +30,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -109,9 +110,14 @@ class PolicyNode(Node):
         self.core = PolicyCore(self.config, policy, scale)
         self.frames: FrameIndex | None = self._load_frames()
 
-        self._control_group = MutuallyExclusiveCallbackGroup()
-        self._input_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = ReentrantCallbackGroup()
+        # One thread: rclpy's MultiThreadedExecutor re-dispatched still-pending events and
+        # its bookkeeping took 85-100% of a core here (measured with cProfile), leaving most
+        # camera images undecided. Every callback is short (a decision is about 1 ms), the
+        # action waits as a coroutine, and moveit_py plans in its own thread.
+        self._control_group = ReentrantCallbackGroup()
+        self._input_group = self._control_group
+        self._service_group = self._control_group
+        self._action_runs: dict[int, tuple] = {}  # run_id -> (goal handle, future, last step)
         cfg = self.config
 
         self._twist_pub = self.create_publisher(TwistStamped, cfg.twist_topic, 10)
@@ -240,6 +246,9 @@ class PolicyNode(Node):
             self._q_pub.publish(Float32(data=float(result.q_value)))
         if result.finished is not None:
             run = result.finished
+            waiting = self._action_runs.pop(run.run_id, None)
+            if waiting is not None:
+                waiting[1].set_result(run)
             self.get_logger().info(f'goal from {run.source} ended: {run.outcome.name} '
                                    f'({run.message}), {run.steps} steps from {run.images} '
                                    'camera images')
@@ -281,6 +290,17 @@ class PolicyNode(Node):
 
     def _on_control_timer(self) -> None:
         self._apply(self.core.step(time.monotonic(), on_timer=True))
+        for run_id, (goal_handle, _, sent) in list(self._action_runs.items()):
+            run = self.core.run
+            if goal_handle.is_cancel_requested:
+                self._apply(self.core.cancel(run_id))
+            elif run is not None and run.run_id == run_id and run.steps != sent[0]:
+                sent[0] = run.steps
+                feedback = ReachGoal.Feedback()
+                feedback.q_value = float(run.last_q)
+                feedback.step = run.steps
+                feedback.elapsed_s = float(run.elapsed(time.monotonic()))
+                goal_handle.publish_feedback(feedback)
 
     def _on_joint_state(self, msg: JointState) -> None:
         problem = self.core.on_joint_state(list(msg.name), list(msg.position), time.monotonic())
@@ -365,7 +385,8 @@ class PolicyNode(Node):
         return response
 
     # --- action ----------------------------------------------------------------------------
-    def _execute_goal(self, goal_handle) -> ReachGoal.Result:
+    async def _execute_goal(self, goal_handle) -> ReachGoal.Result:
+        '''Runs as a coroutine: waits for the run's end without holding the executor.'''
         request = goal_handle.request
         image = request.goal_image
         rgb = None
@@ -383,19 +404,9 @@ class PolicyNode(Node):
         if rgb is not None:
             self._display_pub.publish(rgb_to_image(rgb))
         self._publish_status()
-        feedback = ReachGoal.Feedback()
-        sent_step = -1
-        while not run.done.wait(self.config.period_s / 2):
-            if goal_handle.is_cancel_requested:
-                self._apply(self.core.cancel(run.run_id))
-                break
-            if run.steps != sent_step and goal_handle.is_active:
-                sent_step = run.steps
-                feedback.q_value = float(run.last_q)
-                feedback.step = run.steps
-                feedback.elapsed_s = float(run.elapsed(time.monotonic()))
-                goal_handle.publish_feedback(feedback)
-        run.done.wait()
+        finished = Future()
+        self._action_runs[run.run_id] = (goal_handle, finished, [-1])
+        await finished
         return self._end_goal(goal_handle, run.outcome, run.message, run)
 
     def _end_goal(self, goal_handle, outcome: Outcome, message: str, run) -> ReachGoal.Result:
@@ -439,7 +450,7 @@ def main(args: list[str] | None = None) -> None:
     code = 0
     try:
         node = PolicyNode()
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except StartupError as exc:
