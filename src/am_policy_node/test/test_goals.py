@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
-from am_policy_node.conversions import image_to_rgb
+from am_policy_node.conversions import image_to_rgb, rgb_to_compressed
 from am_policy_node.goals import index_bag, read_bag_frame, yaw_from_quaternion
 from am_policy_node.policy_node import LATCHED_QOS
 
@@ -136,6 +136,19 @@ def test_am_goal_and_rviz_picks_reach_the_policy_node(start_node, ros_node, tmp_
     assert wait_for(lambda: len(displayed) == 2, 10)
     np.testing.assert_array_equal(image_to_rgb(displayed[-1]), frame_rgb(4))
 
+    # The compressed goal topic.
+    compressed = ros_node.create_publisher(CompressedImage, '/policy/goal_image/compressed',
+                                           LATCHED_QOS)
+    assert wait_for(lambda: compressed.get_subscription_count() > 0, 10)
+    compressed.publish(rgb_to_compressed(frame_rgb(6), 'png'))
+    assert wait_for(lambda: len(displayed) == 3, 10), node.log()
+    np.testing.assert_array_equal(image_to_rgb(displayed[-1]), frame_rgb(6))
+
+    # Through the action: the node is not active, so am-goal reports NOT_ACTIVE, exit 1.
+    run = subprocess.run([tool, '--image', str(png), '--action', '--timeout', '2'],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and 'NOT_ACTIVE' in run.stdout, (run.stdout, run.stderr)
+
     # Bad input to am-goal: a clear message and exit code 2, nothing sent.
     run = subprocess.run([tool, '--bag', str(bag), '--frame', '99'], capture_output=True,
                          text=True, timeout=60)
@@ -146,7 +159,7 @@ def test_am_goal_and_rviz_picks_reach_the_policy_node(start_node, ros_node, tmp_
     point.header.frame_id = 'base_link'
     point.point.x, point.point.y, point.point.z = frame_position(2) + [0.003, 0.002, 0.01]
     clicked.publish(point)
-    assert wait_for(lambda: len(displayed) == 3, 10), node.log()
+    assert wait_for(lambda: len(displayed) == 4, 10), node.log()
     np.testing.assert_array_equal(image_to_rgb(displayed[-1]), frame_rgb(2))
 
     pose = PoseStamped()
@@ -155,7 +168,7 @@ def test_am_goal_and_rviz_picks_reach_the_policy_node(start_node, ros_node, tmp_
     pose.pose.orientation.z, pose.pose.orientation.w = (math.sin(frame_yaw(10) / 2),
                                                         math.cos(frame_yaw(10) / 2))
     goal_pose.publish(pose)
-    assert wait_for(lambda: len(displayed) == 4, 10)
+    assert wait_for(lambda: len(displayed) == 5, 10)
     np.testing.assert_array_equal(image_to_rgb(displayed[-1]), frame_rgb(10))
     assert 'goal set from goal pose' in node.log()
     assert node.alive()

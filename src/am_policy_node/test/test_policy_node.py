@@ -18,7 +18,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
@@ -26,7 +26,7 @@ from am_learning.conventions import ARM_JOINTS, GRIPPER_JOINT
 from am_learning.testing import render_point
 from am_msgs.action import ReachGoal
 from am_msgs.msg import PolicyStatus
-from am_policy_node.conversions import image_to_rgb, rgb_to_image
+from am_policy_node.conversions import image_to_rgb, rgb_to_compressed, rgb_to_image
 from am_policy_node.policy_node import LATCHED_QOS
 
 pytestmark = pytest.mark.ros
@@ -44,10 +44,16 @@ def done(future, timeout: float = 10.0):
 class Robot:
     '''The test's side of the graph: sensors out, commands and status in.'''
 
-    def __init__(self, node, policy: str = '/policy') -> None:
+    def __init__(self, node, policy: str = '/policy', compressed: bool = False) -> None:
         self.node = node
         self.policy = policy
-        self.camera = node.create_publisher(Image, '/camera/image_raw', qos_profile_sensor_data)
+        self.compressed = compressed
+        if compressed:
+            self.camera = node.create_publisher(CompressedImage, '/camera/image_raw/compressed',
+                                                qos_profile_sensor_data)
+        else:
+            self.camera = node.create_publisher(Image, '/camera/image_raw',
+                                                qos_profile_sensor_data)
         self.joints = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
         self.ee = node.create_publisher(PoseStamped, '/ee_pose', 10)
         self.goal = node.create_publisher(Image, f'{policy}/goal_image', LATCHED_QOS)
@@ -87,8 +93,11 @@ class Robot:
         while not self._stop.is_set():
             if self.streaming.is_set():
                 stamp = self.node.get_clock().now().to_msg()
-                self.camera.publish(rgb_to_image(render_point(self.position, 48), 'camera',
-                                                 stamp))
+                rgb = render_point(self.position, 48)
+                if self.compressed:
+                    self.camera.publish(rgb_to_compressed(rgb, 'jpeg'))
+                else:
+                    self.camera.publish(rgb_to_image(rgb, 'camera', stamp))
                 self.last_image_s = time.monotonic()
                 self.joints.publish(JointState(name=names, position=[
                     float(self.position[0]), float(self.position[1]), 0.0, 0.0, 0.0, 0.0, 0.0]))
@@ -328,6 +337,21 @@ def test_bad_goals_and_parameters_are_rejected_and_the_previous_kept(
         v = m.twist.linear
         assert np.linalg.norm([v.x, v.y, v.z]) <= 0.05 + 1e-9
     assert node.alive()
+
+
+def test_compressed_camera_drives_decisions(start_node, ros_node, tiny_checkpoint) -> None:
+    robot = Robot(ros_node, compressed=True)
+    try:
+        node = start_policy(start_node, tiny_checkpoint, camera_compressed=True)
+        robot.wait_ready()
+        robot.streaming.set()
+        robot.goal.publish(rgb_to_image(GOAL_RGB))
+        t0 = time.monotonic()
+        assert robot.set_active(True).success
+        assert wait_for(lambda: len(robot.moving(t0)) >= 10, 5), node.log()
+        assert wait_for(lambda: robot.latest_status().running, 2)
+    finally:
+        robot.close()
 
 
 @pytest.mark.parametrize('case', ['missing', 'corrupt', 'mismatched'])

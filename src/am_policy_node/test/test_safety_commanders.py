@@ -10,6 +10,7 @@ import pytest
 
 from am_policy_node.commanders import (
     CommanderUnavailableError,
+    GripperActionSender,
     MoveItPyBackend,
     MoveItPyCommander,
     ServoCommander,
@@ -142,6 +143,17 @@ def test_moveit_py_backend_missing_gives_a_clear_error() -> None:
             MoveItPyBackend('n', 'ur_manipulator', 'tool0')
     else:
         pytest.skip('moveit_py is installed here')
+
+
+def test_gripper_action_without_control_msgs_gives_a_clear_error() -> None:
+    try:
+        import control_msgs  # noqa: F401
+    except ImportError:
+        with pytest.raises(CommanderUnavailableError, match='needs control_msgs'):
+            GripperActionSender(None, '/gripper_controller/gripper_cmd', lambda: 0.8,
+                                lambda: 50.0)
+    else:
+        pytest.skip('control_msgs is installed here')
 
 
 class RecordingPlanner:
