@@ -8,18 +8,9 @@ The bags hold every topic the trainer reads (config/recorder.yaml).
 '''
 
 from launch import LaunchDescription
-from launch.actions import (
-    DeclareLaunchArgument,
-    EmitEvent,
-    IncludeLaunchDescription,
-    OpaqueFunction,
-)
-from launch.events import Shutdown
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
-from am_bringup.stack import config_dir, record_stack
+from am_bringup.launch_actions import stack_description
+from am_bringup.stack import record_stack
 
 ARGUMENTS = (
     ('robot', 'sim', 'sim | gazebo | real'),
@@ -30,34 +21,17 @@ ARGUMENTS = (
     ('scene', 'cube-single', 'am_sim scene'),
     ('use_sim_time', 'false', 'use /clock'),
     ('real_time_factor', '1.0', 'am_sim speed; > 1 needs use_sim_time:=true'),
-    ('robot_launch', '', 'gazebo/real: your robot bringup launch file'),
-    ('servo_launch', '', 'gazebo/real: your MoveIt Servo launch file'),
+    ('seed', '-1', 'seed of the scripted operator; -1 draws one'),
 )
 
 
-def _actions(context):
-    args = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    includes = [args.pop('robot_launch'), args.pop('servo_launch')]
+def _default_teleop(args: dict) -> list:
     if not args['teleop']:
-        args.pop('teleop')
-    actions = []
-    if args['robot'] != 'sim':
-        for path in includes:
-            if path:
-                actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(path)))
-    for spec in record_stack(args):
-        parameters = [str(config_dir() / spec.params_file)] if spec.params_file else []
-        on_exit = [EmitEvent(event=Shutdown(reason=f'{spec.name} finished'))]
-        actions.append(Node(
-            package=spec.package, executable=spec.executable, name=spec.name,
-            parameters=parameters + [dict(spec.parameters)],
-            remappings=list(spec.remappings), output='screen',
-            on_exit=on_exit if spec.required else None,
-        ))
-    return actions
+        args.pop('teleop')  # the stack picks: scripted in sim, none otherwise
+    return []
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=default, description=text)
-                for name, default, text in ARGUMENTS]
-    return LaunchDescription(declared + [OpaqueFunction(function=_actions)])
+    # The scripted teleoperator ends the recording session: its exit ends the launch.
+    return stack_description(ARGUMENTS, record_stack, extra=_default_teleop,
+                             shutdown_on_exit=True)

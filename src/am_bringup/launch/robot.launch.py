@@ -15,12 +15,10 @@ The node list and parameters come from am_bringup.stack, shared with `am-launch`
 '''
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from am_bringup.stack import config_dir, robot_stack
+from am_bringup.launch_actions import stack_description
+from am_bringup.stack import config_dir, parse_bool, robot_stack
 
 ARGUMENTS = (
     ('robot', 'sim', 'sim | gazebo | real'),
@@ -31,35 +29,16 @@ ARGUMENTS = (
     ('scene', 'cube-single', 'am_sim scene: cube-single, cube-double, scene, puzzle-3x3'),
     ('output_dir', '', 'recorder output folder (default from config/recorder.yaml)'),
     ('real_time_factor', '1.0', 'am_sim speed; > 1 needs use_sim_time:=true'),
-    ('robot_launch', '', 'gazebo/real: your robot bringup launch file'),
-    ('servo_launch', '', 'gazebo/real: your MoveIt Servo launch file'),
     ('rviz', 'false', 'start rviz2 with config/am.rviz'),
 )
 
 
-def _actions(context):
-    args = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    includes = [args.pop('robot_launch'), args.pop('servo_launch')]
-    rviz = args.pop('rviz').lower() in ('true', '1', 'yes')
-    actions = []
-    if rviz:
-        actions.append(Node(package='rviz2', executable='rviz2', output='screen',
-                            arguments=['-d', str(config_dir() / 'am.rviz')]))
-    if args['robot'] != 'sim':
-        for path in includes:
-            if path:
-                actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(path)))
-    for spec in robot_stack(args):
-        parameters = [str(config_dir() / spec.params_file)] if spec.params_file else []
-        actions.append(Node(
-            package=spec.package, executable=spec.executable, name=spec.name,
-            parameters=parameters + [dict(spec.parameters)],
-            remappings=list(spec.remappings), output='screen',
-        ))
-    return actions
+def _rviz(args: dict) -> list:
+    if not parse_bool('rviz', args.pop('rviz')):
+        return []
+    return [Node(package='rviz2', executable='rviz2', output='screen',
+                 arguments=['-d', str(config_dir() / 'am.rviz')])]
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=default, description=text)
-                for name, default, text in ARGUMENTS]
-    return LaunchDescription(declared + [OpaqueFunction(function=_actions)])
+    return stack_description(ARGUMENTS, robot_stack, extra=_rviz)

@@ -170,6 +170,15 @@ def _wait(predicate, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.parametrize('path', ['launch/robot.launch.py', 'launch/record.launch.py',
+                                  'am_bringup/launch_actions.py'])
+def test_launch_code_compiles_everywhere(path):
+    '''Without `launch` here, at least the launch code must be valid Python.'''
+    source = (PACKAGE_DIR / path).read_text()
+    compile(source, path, 'exec')
+    assert 'generate_launch_description' in source or 'def stack_description' in source
+
+
 @pytest.mark.parametrize('name', ['robot.launch.py', 'record.launch.py'])
 def test_launch_files_load_where_launch_exists(name):
     pytest.importorskip('launch_ros', reason='launch/launch_ros are not installable here')
