@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 from pathlib import Path
+import shlex
 import subprocess
 import sys
 import time
@@ -152,7 +153,7 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         if (work / 'data_timing.json').exists() else {}
     result = {
         'benchmark': NAME,
-        'command': 'python ' + ' '.join([str(Path(sys.argv[0]))] + sys.argv[1:]),
+        'command': 'python ' + shlex.join([str(Path(sys.argv[0]))] + sys.argv[1:]),
         'date': datetime.date.today().isoformat(),
         'machine': machine(_accelerator()),
         'git_commit': git_commit('src/am_learning', 'src/am_sim', 'bench/ogbench_state.py'),
