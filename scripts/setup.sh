@@ -71,7 +71,7 @@ else
         rm -rf "$VENV"
     fi
     # Remove the half-built venv on any failure or interruption, so no rerun trusts it.
-    trap 'echo "setup: install failed, removing $VENV" >&2; rm -rf "$VENV"' ERR INT TERM
+    trap 'echo "setup: install failed, removing $VENV" >&2; rm -rf "$VENV"; exit 1' ERR INT TERM
     start=$(date +%s)
     if [[ "$ROS_MODE" == system ]]; then
         "$PYTHON" -m venv --system-site-packages "$VENV"
