@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 import subprocess
 import sys
-import threading
 
-from am_testing.fixtures import wait_for
+from am_testing.fixtures import future_result, wait_for
 from am_testing.msg_peer import LATCHED, sample_image, sample_messages
 import pytest
 from rclpy.action import ActionClient
@@ -36,12 +35,6 @@ def peer(tmp_path: Path):
     log.close()
 
 
-def _done(future, timeout: float = 15.0):
-    event = threading.Event()
-    future.add_done_callback(lambda _f: event.set())
-    assert event.wait(timeout), 'no answer from the peer process'
-    return future.result()
-
 
 def test_every_message_type_crosses_processes(peer, ros_node):
     expected = sample_messages()
@@ -62,12 +55,13 @@ def test_every_message_type_crosses_processes(peer, ros_node):
 def test_services_carry_requests_and_images(peer, ros_node):
     start = ros_node.create_client(StartEpisode, '/am_msgs_test/start_episode')
     assert start.wait_for_service(timeout_sec=20.0)
-    response = _done(start.call_async(StartEpisode.Request(label='pick')))
+    response = future_result(start.call_async(StartEpisode.Request(label='pick')))
     assert response.success and response.episode_id == 'episode-pick'
 
     load = ros_node.create_client(LoadTask, '/am_msgs_test/load_task')
     assert load.wait_for_service(timeout_sec=20.0)
-    response = _done(load.call_async(LoadTask.Request(kind=LoadTask.Request.KIND_EVAL, task_id=3)))
+    request = LoadTask.Request(kind=LoadTask.Request.KIND_EVAL, task_id=3)
+    response = future_result(load.call_async(request))
     assert response.success
     assert response.goal_image == sample_image()
     assert list(response.goal_position) == pytest.approx([0.3, 0.2, 0.3])
@@ -79,9 +73,9 @@ def test_reach_goal_action_feedback_result_and_cancel(peer, ros_node):
 
     feedback: list = []
     goal = ReachGoal.Goal(goal_image=sample_image(6, 8), timeout_s=2.0)
-    handle = _done(client.send_goal_async(goal, feedback_callback=feedback.append))
+    handle = future_result(client.send_goal_async(goal, feedback_callback=feedback.append))
     assert handle.accepted
-    result = _done(handle.get_result_async()).result
+    result = future_result(handle.get_result_async()).result
     assert result.success and result.reason == ReachGoal.Result.REACHED
     assert result.steps == 3 and result.message == '8x6'
     assert [f.feedback.step for f in feedback] == [1, 2, 3]
@@ -89,13 +83,13 @@ def test_reach_goal_action_feedback_result_and_cancel(peer, ros_node):
 
     # A goal without timeout runs until cancelled.
     feedback.clear()
-    handle = _done(client.send_goal_async(
+    handle = future_result(client.send_goal_async(
         ReachGoal.Goal(goal_image=sample_image(), timeout_s=0.0),
         feedback_callback=feedback.append,
     ))
     assert wait_for(lambda: len(feedback) >= 2, timeout=10.0)
-    cancel = _done(handle.cancel_goal_async())
+    cancel = future_result(handle.cancel_goal_async())
     assert len(cancel.goals_canceling) == 1
-    result = _done(handle.get_result_async()).result
+    result = future_result(handle.get_result_async()).result
     assert result.reason == ReachGoal.Result.CANCELLED and not result.success
     client.destroy()

@@ -30,6 +30,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, period: float
     return bool(predicate())
 
 
+def future_result(future, timeout: float = 15.0):
+    '''Block until an rclpy future (service call, action goal or result) is done; its result.
+
+    The test's node is spun by another thread (`ros_node`), so this only waits.'''
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    assert done.wait(timeout), f'no answer within {timeout:g} s'
+    return future.result()
+
+
 def executable_path(package: str, executable: str) -> Path:
     '''Where colcon installed a node executable (setup.cfg install_scripts).'''
     path = INSTALL / package / 'lib' / package / executable

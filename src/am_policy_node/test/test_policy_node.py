@@ -9,7 +9,7 @@ from pathlib import Path
 import threading
 import time
 
-from am_testing.fixtures import wait_for
+from am_testing.fixtures import future_result, wait_for
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
 import pytest
@@ -34,11 +34,9 @@ PERIOD = 0.05
 GOAL_RGB = render_point(np.array([0.75, 0.7]), 32)
 
 
-def done(future, timeout: float = 10.0):
-    event = threading.Event()
-    future.add_done_callback(lambda _f: event.set())
-    assert event.wait(timeout), 'no answer from the policy node'
-    return future.result()
+def done(future):
+    '''The policy node answers within 10 s.'''
+    return future_result(future, timeout=10.0)
 
 
 class Robot:

@@ -14,9 +14,9 @@ away. The seeds used here are among the successes.
 '''
 
 from pathlib import Path
-import threading
 import time
 
+from am_testing.fixtures import future_result as done
 from am_testing.fixtures import wait_for
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
@@ -32,12 +32,6 @@ pytestmark = pytest.mark.ros
 REACH_CHECKPOINT = Path(__file__).resolve().parent / 'data' / 'reach_64px'
 BOX_MIN, BOX_MAX = np.array([0.2, -0.4, 0.01]), np.array([0.65, 0.4, 0.4])
 
-
-def done(future, timeout: float = 15.0):
-    event = threading.Event()
-    future.add_done_callback(lambda _f: event.set())
-    assert event.wait(timeout), 'no answer'
-    return future.result()
 
 
 class Arm:

@@ -34,6 +34,7 @@ from am_learning.conventions import CAMERA_TOPIC, EE_POSE_TOPIC
 from am_msgs.action import ReachGoal
 from am_msgs.msg import SimStatus
 from am_msgs.srv import LoadTask
+from am_sim.params import declare_config
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,22 @@ class TrialsConfig:
         if self.success_radius_m <= 0:
             out.append(f'success_radius_m must be > 0, got {self.success_radius_m}')
         return out
+
+
+DESCRIPTIONS = {
+    'trials': 'Goals to give.',
+    'kind': 'reach (gripper goal poses) or eval (the evaluation tasks, cycled).',
+    'task_ids': 'Evaluation tasks to cycle through when kind is eval.',
+    'seed': 'Trial i loads its task with seed + i (the same goals for every policy).',
+    'policy_action': "The policy's ReachGoal action; empty = the do-nothing baseline.",
+    'activate_service': 'Called once with true before the first goal.',
+    'load_task_service': "The simulator's load_task service.",
+    'status_topic': "The simulator's status topic.",
+    'timeout_s': 'Seconds per trial.',
+    'success_radius_m': 'Reach success: gripper within this distance of the goal.',
+    'filmstrip_trials': 'Trials whose camera frames are saved for filmstrips.',
+    'out': 'Output JSON; frames go beside it as <stem>_trial<i>.npz.',
+}
 
 
 @dataclass
@@ -156,13 +173,7 @@ class GoalTrials(Node):
 
     def __init__(self) -> None:
         super().__init__('goal_trials')
-        defaults = TrialsConfig()
-        for name in TrialsConfig.__dataclass_fields__:
-            value = getattr(defaults, name)
-            self.declare_parameter(name, list(value) if isinstance(value, tuple) else value)
-        values = {n: self.get_parameter(n).value for n in TrialsConfig.__dataclass_fields__}
-        values['task_ids'] = tuple(values['task_ids'])
-        self.config = TrialsConfig(**values)
+        self.config = declare_config(self, TrialsConfig, DESCRIPTIONS)
         problems = self.config.problems()
         if problems:
             raise ValueError('; '.join(problems))

@@ -11,7 +11,7 @@ import time
 
 from geometry_msgs.msg import TwistStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -20,6 +20,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 
 from am_learning import conventions as conv
 from am_msgs.srv import ResetScene, StartEpisode, StopEpisode
+from am_sim.params import declare_config
 from am_sim.teleop_core import TeleopConfig, TeleopCore
 
 DESCRIPTIONS = {
@@ -47,11 +48,7 @@ class ScriptedTeleopNode(Node):
 
     def __init__(self) -> None:
         super().__init__('scripted_teleop')
-        defaults = TeleopConfig()
-        for name in TeleopConfig.names():
-            self.declare_parameter(name, getattr(defaults, name),
-                                   ParameterDescriptor(description=DESCRIPTIONS[name]))
-        config = TeleopConfig(**{n: self.get_parameter(n).value for n in TeleopConfig.names()})
+        config = declare_config(self, TeleopConfig, DESCRIPTIONS)
         self.core = TeleopCore(config)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 

@@ -12,7 +12,7 @@ import time
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -27,6 +27,7 @@ from am_learning import conventions as conv
 from am_msgs.msg import SimStatus
 from am_msgs.srv import LoadTask, ResetScene
 from am_sim.core import CONTROL_RATE_HZ, CommandError, Observation, SimConfig, SimCore
+from am_sim.params import declare_config
 
 DESCRIPTIONS = {
     'scene': 'Scene: cube-single, cube-double, scene or puzzle-3x3 (start-up only).',
@@ -64,11 +65,7 @@ class SimRobotNode(Node):
 
     def __init__(self) -> None:
         super().__init__('sim_robot')
-        defaults = SimConfig()
-        for name in SimConfig.names():
-            self.declare_parameter(name, getattr(defaults, name),
-                                   ParameterDescriptor(description=DESCRIPTIONS[name]))
-        config = SimConfig(**{n: self.get_parameter(n).value for n in SimConfig.names()})
+        config = declare_config(self, SimConfig, DESCRIPTIONS)
         start_ns = self.get_clock().now().nanoseconds
         self.core = SimCore(config, start_ns=start_ns)
         self.add_on_set_parameters_callback(self._on_set_parameters)
