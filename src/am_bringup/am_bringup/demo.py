@@ -29,6 +29,9 @@ import time
 
 import numpy as np
 
+from am_bringup.runner import executable_path
+from am_bringup.stack import StackError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -165,7 +168,7 @@ def ros_trials(preset: Preset, out: Path, checkpoint: Path, seed: int) -> dict:
             path = out / f'trials_{name}.json'
             if not path.exists():
                 run_step([
-                    str(_executable('am_sim', 'goal_trials')), '--ros-args',
+                    str(executable_path('am_sim', 'goal_trials')), '--ros-args',
                     '-p', f'trials:={preset.trials}', '-p', f'kind:={preset.kind}',
                     '-p', f'seed:={seed + 1000}', '-p', f'policy_action:={action}',
                     '-p', f'timeout_s:={preset.timeout_s}', '-p', f'out:={path}'],
@@ -175,12 +178,6 @@ def ros_trials(preset: Preset, out: Path, checkpoint: Path, seed: int) -> dict:
     finally:
         stack.stop()
     return results
-
-
-def _executable(package: str, name: str) -> Path:
-    from ament_index_python.packages import get_package_prefix
-
-    return Path(get_package_prefix(package)) / 'lib' / package / name
 
 
 def gcbc_eval(preset: Preset, out: Path, run_dir: Path, seed: int) -> dict:
@@ -299,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gcbc = gcbc_eval(preset, out, gcbc_run, args.seed)
         timings = json.loads((out / 'timings.json').read_text())
         report = write_report(out, preset, trials, gcbc, timings)
-    except (RuntimeError, OSError) as error:
+    except (RuntimeError, OSError, StackError) as error:
         say(f'failed: {error}')
         return 1
     say(f'report: {report} (and {report.with_suffix(".png")})')

@@ -39,19 +39,24 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
     return stack, args
 
 
-def executable(spec: NodeSpec) -> Path:
-    '''The installed executable of a node (colcon: <prefix>/lib/<package>/<executable>).'''
+def executable_path(package: str, name: str) -> Path:
+    '''An installed node executable (colcon: <prefix>/lib/<package>/<name>).'''
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
     try:
-        prefix = Path(get_package_prefix(spec.package))
+        prefix = Path(get_package_prefix(package))
     except PackageNotFoundError:
-        raise StackError(f'package {spec.package} is not installed: run `make setup` and '
+        raise StackError(f'package {package} is not installed: run `make setup` and '
                          'source scripts/env.sh') from None
-    path = prefix / 'lib' / spec.package / spec.executable
+    path = prefix / 'lib' / package / name
     if not path.exists():
         raise StackError(f'{path} does not exist: rebuild with `make setup`')
     return path
+
+
+def executable(spec: NodeSpec) -> Path:
+    '''The installed executable of a node spec.'''
+    return executable_path(spec.package, spec.executable)
 
 
 def _param_text(value: object) -> str:
