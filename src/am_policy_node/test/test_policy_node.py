@@ -217,8 +217,10 @@ def test_action_estop_holds_until_reset_and_cancel_stops(
     assert [f.step for f in feedback] == sorted(f.step for f in feedback)
     assert 0 <= feedback[-1].q_value <= 1 and feedback[-1].elapsed_s > 0
 
-    t_stop = time.monotonic()
     assert robot.set_estop(True).success
+    # The stop holds from the node's answer on (a decision sent while the call was still in
+    # flight on busy cores is not a violation).
+    t_stop = time.monotonic()
     result = done(result_future).result
     assert result.reason == ReachGoal.Result.STOPPED and result.steps >= feedback[-1].step
     time.sleep(0.6)
