@@ -51,6 +51,8 @@ def call(node, srv_type, name: str, request, timeout: float = 15.0):
     return future.result()
 
 
+# Wall-clock rates on 2 shared cores: one retry when the whole suite loads them.
+@pytest.mark.flaky(reruns=1)
 def test_streams_rates_twist_and_stale_command(start_node, ros_node):
     sim = start_node('am_sim', 'sim_robot', params={
         'image_size': SIZE, 'camera_rate_hz': 10.0, 'seed': 3})
@@ -165,6 +167,8 @@ def test_services_tasks_and_parameters(start_node, ros_node):
     assert sim.alive()
 
 
+# Wall-clock rates on 2 shared cores: one retry when the whole suite loads them.
+@pytest.mark.flaky(reruns=1)
 def test_faster_than_real_time_publishes_clock(start_node, ros_node):
     start_node('am_sim', 'sim_robot', params={'image_size': 16, 'real_time_factor': 4.0,
                                               'seed': 0})
