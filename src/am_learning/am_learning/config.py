@@ -35,6 +35,9 @@ class NetworkConfig:
     the trunk, which runs once per state.'''
     state_trunk_layers: int = 2
     '''Layers of trunk_dim units in the state trunk (state networks only).'''
+    layer_norm: bool = False
+    '''LayerNorm before every hidden ReLU of the state trunk and of the heads (as OGBench's
+    value networks); the image trunk's convs are left as they are.'''
     proprio_dim: int = 7
     '''Length of the proprioception vector (6 arm joints + gripper opening); 0 for none.'''
     state_dim: int = 0
@@ -51,9 +54,24 @@ class RelabelConfig:
     '''Probability that an example's goal is the cut's final state s_i (reward 1 on arrival);
     otherwise it is a random dataset state (goal chaining). Algorithm 1 stores every cut
     with both goals, i.e. 0.5.'''
+    goal_offset: Literal['uniform', 'geometric'] = 'geometric'
+    '''Where the cut falls relative to the transition. `uniform` is Algorithm 1: the cut i is
+    uniform over the trajectory and the transition t uniform over its prefix, so most goals
+    lie hundreds of steps ahead in long play episodes and almost no example sees a reward.
+    `geometric`: t is uniform over the trajectory's transitions and i - t ~ Geometric(1 -
+    offset_discount), clipped at the trajectory's end (OGBench's trajectory goals); measured
+    on cube-single play data this is what lets Q separate goals beyond ~50 steps.'''
+    offset_discount: float = 0.99
+    '''Geometric goal offsets only: the mean offset is 1 / (1 - offset_discount) steps.'''
     max_cut_length: int = 0
-    '''If > 0, the transition is drawn from the last `max_cut_length` steps before the cut;
-    0 draws it uniformly from the whole prefix tau_{0:i} as in the slides.'''
+    '''If > 0, the cut is at most `max_cut_length` steps after the transition (both goal
+    offset modes); 0 leaves the offset unbounded.'''
+    lower_bound: bool = True
+    '''Raise each TD target to the discounted return of the dataset's own path when that is
+    larger: gamma^(k-1) for a hindsight goal k steps ahead (the data shows it is reachable
+    in k steps), gamma^k Q_target(s_i, a_i, g) for a chained random goal. In a deterministic
+    scene this is a lower bound on Q*, so it only speeds up value propagation over long
+    horizons (an n-step return that never undershoots the one-step target).'''
     goal_chaining: bool = True
     '''Random-goal examples bootstrap the final transition of the cut from the target Q of
     (s_i, a_i, g). False treats random goals like any other goal (plain TD, no chaining).'''
@@ -213,6 +231,7 @@ class TrainConfig:
             ('relabel.num_negatives', self.relabel.num_negatives >= 0),
             ('relabel.negative_temperature', self.relabel.negative_temperature > 0),
             ('relabel.max_cut_length', self.relabel.max_cut_length >= 0),
+            ('relabel.offset_discount', 0.0 <= self.relabel.offset_discount < 1.0),
             ('target_max', self.target_max in ('cem', 'sampled')),
             ('loss', self.loss in ('bce', 'mse')),
             ('gamma', 0.0 < self.gamma <= 1.0),

@@ -71,7 +71,27 @@ def td_targets(target_net: QNetwork, batch: TensorBatch, cfg: TrainConfig,
     q_data = torch.sigmoid(
         target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float())
     y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
+    if cfg.relabel.lower_bound:
+        y = torch.maximum(y, path_lower_bound(target_net, batch, cfg.gamma))
     return y.clamp_(0.0, 1.0)
+
+
+def path_lower_bound(target_net: QNetwork, batch: TensorBatch, gamma: float) -> torch.Tensor:
+    '''(B,) discounted return of the dataset's path to the goal (RelabelConfig.lower_bound).
+
+    Hindsight goal k = i - t steps ahead: gamma^(k-1). Chained random goal: gamma^k
+    Q_target(s_i, a_i, g); for k = 1 that is the chain target itself, so only examples
+    further back need Q at s_i (their frames are in batch.cut_obs, in batch order).
+    Random-goal negatives get 0.
+    '''
+    bound = batch.hindsight * gamma ** (batch.steps - 1)
+    far = (batch.chained > 0) & (batch.steps > 1)
+    if batch.cut_obs is not None and bool(far.any()):
+        goal = batch.goal[far]
+        feature = target_net.encode(batch.cut_obs, goal, batch.cut_proprio)
+        q_cut = torch.sigmoid(target_net.logits(feature, batch.cut_action.unsqueeze(1))[:, 0])
+        bound = bound.masked_scatter(far, gamma ** batch.steps[far] * q_cut.float())
+    return bound
 
 
 def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,

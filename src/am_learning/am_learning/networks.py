@@ -62,35 +62,45 @@ class StateTrunk(nn.Module):
         super().__init__()
         self.proprio_dim = cfg.proprio_dim
         self.proj = nn.Linear(2 * cfg.state_dim + cfg.proprio_dim, cfg.trunk_dim)
+        self.proj_norm = _norm(cfg, cfg.trunk_dim)
         layers: list[nn.Module] = []
         for _ in range(cfg.state_trunk_layers - 1):
-            layers += [nn.Linear(cfg.trunk_dim, cfg.trunk_dim), nn.ReLU()]
+            layers += [nn.Linear(cfg.trunk_dim, cfg.trunk_dim), _norm(cfg, cfg.trunk_dim),
+                       nn.ReLU()]
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor,
                 proprio: torch.Tensor | None) -> torch.Tensor:
         parts = [obs, goal] + ([proprio] if self.proprio_dim else [])
-        return self.mlp(torch.relu(self.proj(torch.cat(parts, dim=-1))))  # (B, F)
+        h = self.proj_norm(self.proj(torch.cat(parts, dim=-1)))
+        return self.mlp(torch.relu(h))  # (B, F)
+
+
+def _norm(cfg: NetworkConfig, width: int) -> nn.Module:
+    '''LayerNorm when the config asks for it (NetworkConfig.layer_norm), else identity.'''
+    return nn.LayerNorm(width) if cfg.layer_norm else nn.Identity()
 
 
 class ActionHead(nn.Module):
     '''MLP over (feature, action) -> one logit, with the first layer split by input.'''
 
-    def __init__(self, feature_dim: int, action_dim: int, hidden: tuple[int, ...]) -> None:
+    def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
+        hidden = cfg.hidden_dims
         first = hidden[0]
-        self.feature_in = nn.Linear(feature_dim, first)
-        self.action_in = nn.Linear(action_dim, first, bias=False)
+        self.feature_in = nn.Linear(cfg.trunk_dim, first)
+        self.action_in = nn.Linear(cfg.action_dim, first, bias=False)
+        self.first_norm = _norm(cfg, first)
         layers: list[nn.Module] = []
         for a, b in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(a, b), _norm(cfg, b), nn.ReLU(inplace=True)]
         layers += [nn.Linear(hidden[-1], 1)]
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, feature: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         '''feature (B, F), actions (B, K, A) -> logits (B, K).'''
         h = self.action_in(actions)  # (B, K, H): the only per-action work of the first layer
-        h = h + self.feature_in(feature).unsqueeze(1)
+        h = self.first_norm(h + self.feature_in(feature).unsqueeze(1))
         return self.mlp(torch.relu_(h)).squeeze(-1)
 
 
@@ -101,7 +111,7 @@ class QNetwork(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
-        self.head = ActionHead(cfg.trunk_dim, cfg.action_dim, cfg.hidden_dims)
+        self.head = ActionHead(cfg)
 
     def encode(self, obs: torch.Tensor, goal: torch.Tensor,
                proprio: torch.Tensor | None = None) -> torch.Tensor:
@@ -133,7 +143,7 @@ class PolicyNetwork(nn.Module):
         layers: list[nn.Module] = []
         width = cfg.trunk_dim
         for h in cfg.hidden_dims:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), _norm(cfg, h), nn.ReLU()]
             width = h
         layers += [nn.Linear(width, cfg.action_dim), nn.Tanh()]
         self.mlp = nn.Sequential(*layers)

@@ -9,6 +9,9 @@ For each example (vectorised over a batch, numpy, an explicit Generator):
 Every other transition bootstraps from max_a Q_target(s_{t+1}, a, g). Negative actions are
 drawn later, where Q is at hand (losses.py). Examples are frame indices into the dataset:
 images are gathered only for the frames a batch uses.
+
+Steps 1-2 are Algorithm 1 with `goal_offset='uniform'`; the default `geometric` draws the
+transition first and the cut a geometric number of steps after it (see RelabelConfig).
 '''
 
 from dataclasses import dataclass
@@ -42,6 +45,9 @@ class RelabelBatch:
     '''(B,) float32: 1 where the target is gamma * Q_target(s_i, a_i, g) (goal chaining).'''
     goal_negative: np.ndarray
     '''(B,) float32: 1 where the example is a random-goal negative with target 0 (her_neg).'''
+    chained: np.ndarray
+    '''(B,) bool: a random goal reached through the cut (goal chaining, any t < i); the
+    lower bound of its target is gamma^(i - t) Q_target(s_i, a_i, g).'''
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -68,14 +74,26 @@ class RelabelSampler:
             weights = np.ones(len(self.lengths))
         self.episode_p = weights / weights.sum()
 
+    def _transitions(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        '''Episode start, length and a uniform transition t in 0..L-2 for n examples.'''
+        episode = self.rng.choice(len(self.lengths), size=n, p=self.episode_p)
+        start, length = self.starts[episode], self.lengths[episode]
+        t = np.floor(self.rng.random(n) * (length - 1)).astype(np.int64)
+        return start, length, t
+
     def _cuts(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        '''Episode start, cut i and transition t (episode-local) for n examples.'''
+        '''Episode start, cut i and transition t < i (episode-local) for n examples.'''
+        cap = self.cfg.max_cut_length
+        if self.cfg.goal_offset == 'geometric':
+            start, length, t = self._transitions(n)
+            steps = self.rng.geometric(1.0 - self.cfg.offset_discount, size=n)
+            if cap > 0:
+                steps = np.minimum(steps, cap)
+            return start, np.minimum(t + steps, length - 1), t
         episode = self.rng.choice(len(self.lengths), size=n, p=self.episode_p)
         start, length = self.starts[episode], self.lengths[episode]
         i = 1 + np.floor(self.rng.random(n) * (length - 1)).astype(np.int64)  # 1..L-1
-        lo = np.zeros_like(i)
-        if self.cfg.max_cut_length > 0:
-            lo = np.maximum(0, i - self.cfg.max_cut_length)
+        lo = np.maximum(0, i - cap) if cap > 0 else np.zeros_like(i)
         t = lo + np.floor(self.rng.random(n) * (i - lo)).astype(np.int64)  # lo..i-1
         return start, i, t
 
@@ -105,10 +123,11 @@ class RelabelSampler:
             chain = np.where(neg, 0.0, chain).astype(np.float32)
             hindsight = hindsight & ~neg
         bootstrap = (1.0 - reward) * (1.0 - chain) * (1.0 - goal_negative)
+        chained = ~hindsight & (goal_negative == 0) & chaining
         return RelabelBatch(obs=obs, next_obs=obs + 1, goal=goal, cut=cut,
                             hindsight=hindsight, reward=reward,
                             bootstrap=bootstrap.astype(np.float32), chain=chain,
-                            goal_negative=goal_negative)
+                            goal_negative=goal_negative, chained=chained)
 
     def sample_offsets(self, n: int, offset: int) -> tuple[np.ndarray, np.ndarray] | None:
         '''(frames, goal frames) with the goal `offset` steps ahead in the same episode;
@@ -124,8 +143,8 @@ class RelabelSampler:
 
     def sample_frames(self, n: int) -> np.ndarray:
         '''n frames that have a successor in their episode.'''
-        start, i, _ = self._cuts(n)
-        return start + i - 1
+        start, _, t = self._transitions(n)
+        return start + t
 
 
 class ObservationGatherer:
@@ -170,6 +189,17 @@ class TensorBatch:
     bootstrap: torch.Tensor
     chain: torch.Tensor
     goal_negative: torch.Tensor
+    hindsight: torch.Tensor
+    '''(B,) float32: 1 where the goal is the cut s_i (lower bound gamma^(steps - 1)).'''
+    chained: torch.Tensor
+    '''(B,) float32: 1 where the goal is random and reached through s_i (goal chaining).'''
+    steps: torch.Tensor
+    '''(B,) float32: i - t, the steps from s_t to the cut s_i along the data.'''
+    cut_obs: torch.Tensor | None = None
+    cut_proprio: torch.Tensor | None = None
+    cut_action: torch.Tensor | None = None
+    '''Observation, proprioception and dataset action at s_i (None when no example is
+    chained more than one step back).'''
 
 
 def gather(batch: RelabelBatch, gatherer: ObservationGatherer) -> TensorBatch:
@@ -179,6 +209,9 @@ def gather(batch: RelabelBatch, gatherer: ObservationGatherer) -> TensorBatch:
     def f32(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(dev)
 
+    cut = batch.cut[batch.chained & (batch.cut > batch.next_obs)]
+    far = {'cut_obs': gatherer.obs(cut), 'cut_proprio': gatherer.proprio(cut),
+           'cut_action': gatherer.actions(cut)} if len(cut) else {}
     return TensorBatch(
         obs=gatherer.obs(batch.obs), proprio=gatherer.proprio(batch.obs),
         action=gatherer.actions(batch.obs),
@@ -186,5 +219,6 @@ def gather(batch: RelabelBatch, gatherer: ObservationGatherer) -> TensorBatch:
         next_action=gatherer.actions(batch.next_obs),
         goal=gatherer.obs(batch.goal),
         reward=f32(batch.reward), bootstrap=f32(batch.bootstrap), chain=f32(batch.chain),
-        goal_negative=f32(batch.goal_negative),
+        goal_negative=f32(batch.goal_negative), hindsight=f32(batch.hindsight),
+        chained=f32(batch.chained), steps=f32(batch.cut - batch.obs), **far,
     )

@@ -128,7 +128,8 @@ def tiny_config(observation: str = 'image', image_size: int = 32, *, updates: in
                             state_dim=2 if observation == 'state' else 0)
     return TrainConfig(
         agent=agent, network=network,
-        relabel=RelabelConfig(max_cut_length=10, num_negative_candidates=16, num_negatives=4),
+        relabel=RelabelConfig(goal_offset='uniform', max_cut_length=10,
+                              num_negative_candidates=16, num_negatives=4),
         act_cem=CEMConfig(samples=64, iterations=3, elites=6),
         batch_size=128, lr=2e-3, gamma=0.85, polyak=0.05, updates=updates,
         log_interval=max(1, updates // 4), checkpoint_interval=max(1, updates), seed=seed,

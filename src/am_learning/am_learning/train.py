@@ -243,7 +243,10 @@ class Trainer:
             reward=torch.from_numpy(reward).to(self.device),
             bootstrap=torch.from_numpy(1 - reward).to(self.device),
             chain=torch.from_numpy(zeros).to(self.device),
-            goal_negative=torch.from_numpy(zeros).to(self.device))
+            goal_negative=torch.from_numpy(zeros).to(self.device),
+            hindsight=torch.from_numpy(zeros).to(self.device),
+            chained=torch.from_numpy(zeros).to(self.device),
+            steps=torch.from_numpy(np.ones(n, dtype=np.float32)).to(self.device))
 
     def compute_loss(self, batch: TensorBatch) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config

@@ -79,6 +79,30 @@ def test_td_targets_follow_the_three_cases(trained_am, state_data) -> None:
     assert torch.all(y[boot] >= cfg.gamma * q_next[boot] - 1e-6)
 
 
+def test_lower_bound_raises_targets_to_the_data_path(trained_am, state_data) -> None:
+    '''Hindsight: y >= gamma^(k-1); chained: y >= gamma^k Q'(s_i, a_i, g); else plain TD.'''
+    trainer, _ = trained_am
+    cfg = trainer.config.with_overrides({'relabel.goal_offset': 'geometric',
+                                         'relabel.offset_discount': 0.9,
+                                         'relabel.max_cut_length': 0})
+    plain = cfg.with_overrides({'relabel.lower_bound': False})
+    sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(11))
+    batch = gather(sampler.sample(1024), ObservationGatherer(state_data, 'state',
+                                                             torch.device('cpu')))
+    net = trainer.target
+    y = losses.td_targets(net, batch, cfg, torch.Generator().manual_seed(0))
+    y_plain = losses.td_targets(net, batch, plain, torch.Generator().manual_seed(0))
+    hind, far = batch.hindsight > 0, (batch.chained > 0) & (batch.steps > 1)
+    assert hind.any() and far.any()
+    assert torch.all(y[hind] >= cfg.gamma ** (batch.steps[hind] - 1) - 1e-6)
+    with torch.no_grad():
+        q_cut = torch.sigmoid(net(batch.cut_obs, batch.goal[far], None, batch.cut_action))
+    assert torch.all(y[far] >= cfg.gamma ** batch.steps[far] * q_cut - 1e-6)
+    torch.testing.assert_close(y, torch.maximum(
+        y_plain, losses.path_lower_bound(net, batch, cfg.gamma)))
+    assert torch.all(y >= y_plain) and torch.any(y > y_plain + 0.05)
+
+
 def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
     '''A network whose Q is high for a[0] > 0: cold sampling picks those, hot is uniform.'''
     net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,

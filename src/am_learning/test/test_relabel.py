@@ -41,7 +41,8 @@ def test_goals_come_from_the_cut_of_the_same_episode() -> None:
 
 def test_rewards_and_masks_follow_algorithm_1() -> None:
     ds = ragged_dataset()
-    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(1)).sample(20000)
+    b = RelabelSampler(ds, RelabelConfig(goal_offset='uniform'),
+                       np.random.default_rng(1)).sample(20000)
     arrival = b.next_obs == b.cut
     # Reward 1 exactly when the hindsight goal is reached by this transition.
     np.testing.assert_array_equal(b.reward, (b.hindsight & arrival).astype(np.float32))
@@ -58,7 +59,8 @@ def test_cut_positions_are_uniform_prefixes() -> None:
     ds = EpisodeDataset(actions=np.zeros((30, 5), np.float32), episode_ends=np.array([30]),
                         proprio=np.zeros((30, 0), np.float32),
                         states=np.arange(30, dtype=np.float32)[:, None])
-    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(2)).sample(60000)
+    b = RelabelSampler(ds, RelabelConfig(goal_offset='uniform'),
+                       np.random.default_rng(2)).sample(60000)
     counts = np.bincount(b.cut, minlength=30)
     assert counts[0] == 0 and np.all(counts[1:] > 0)
     assert counts[1:].std() / counts[1:].mean() < 0.1
@@ -67,13 +69,32 @@ def test_cut_positions_are_uniform_prefixes() -> None:
     assert abs(np.mean(b.next_obs == b.cut) - expected) < 0.01
 
 
-def test_max_cut_length_and_goal_chaining_switch() -> None:
+@pytest.mark.parametrize('offset', ['uniform', 'geometric'])
+def test_max_cut_length_and_goal_chaining_switch(offset: str) -> None:
     ds = ragged_dataset()
-    cfg = RelabelConfig(max_cut_length=3, goal_chaining=False)
+    cfg = RelabelConfig(goal_offset=offset, max_cut_length=3, goal_chaining=False)
     b = RelabelSampler(ds, cfg, np.random.default_rng(3)).sample(5000)
     assert np.all(b.cut - b.obs <= 3)
-    assert not np.any(b.chain)
+    assert not np.any(b.chain) and not np.any(b.chained)
     np.testing.assert_array_equal(b.bootstrap, 1.0 - b.reward)
+
+
+def test_geometric_offsets_cover_transitions_uniformly() -> None:
+    '''t uniform over the transitions; i - t geometric, clipped at the episode's last frame.'''
+    ds = EpisodeDataset(actions=np.zeros((400, 5), np.float32), episode_ends=np.array([400]),
+                        proprio=np.zeros((400, 0), np.float32),
+                        states=np.arange(400, dtype=np.float32)[:, None])
+    cfg = RelabelConfig(goal_offset='geometric', offset_discount=0.9)
+    b = RelabelSampler(ds, cfg, np.random.default_rng(7)).sample(100000)
+    counts = np.bincount(b.obs, minlength=400)
+    assert counts[399] == 0 and counts[:399].std() / counts[:399].mean() < 0.1
+    steps = b.cut - b.obs
+    assert np.all((steps >= 1) & (b.cut <= 399))
+    inside = b.obs < 300  # far from the end: unclipped, mean 1 / (1 - 0.9) = 10
+    assert abs(steps[inside].mean() - 10.0) < 0.3
+    assert abs(np.mean(steps[inside] == 1) - 0.1) < 0.01
+    # Chained examples are exactly the random goals (no negatives here).
+    np.testing.assert_array_equal(b.chained, ~b.hindsight)
 
 
 def test_her_neg_random_goal_negatives_have_target_zero() -> None:
