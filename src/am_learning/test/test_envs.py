@@ -7,7 +7,16 @@ import pytest
 
 from am_learning.conventions import ActionScale
 from am_learning.envs import REACH_TOLERANCE_M, PlayOperator, decode_state, make_scene
-from am_learning.envs.operator import action_to_ogbench, decode_puzzle_state, ogbench_to_action
+from am_learning.envs.operator import (
+    SCENE_TARGET_SITE_DZ,
+    SUBTASKS,
+    action_to_ogbench,
+    decode_puzzle_state,
+    decode_scene_state,
+    drawer_handle_pos,
+    ogbench_to_action,
+    window_handle_pos,
+)
 
 SIZE = 32
 
@@ -179,7 +188,7 @@ def test_play_operator_two_cubes():
         s.step(op.act(s.state(), rng))
     assert op.target_block in (0, 1)
     with pytest.raises(ValueError, match='drives'):
-        PlayOperator('scene')
+        PlayOperator('cube-triple')
 
 
 def test_play_operator_presses_puzzle_buttons():
@@ -197,6 +206,116 @@ def test_play_operator_presses_puzzle_buttons():
     after = [info[f'privileged/button_{i}_state'][0] for i in range(9)]
     assert before != after  # buttons were pressed (each press toggles its neighbours too)
     assert s.gripper_opening() > 0.5  # OGBench presses with the gripper closed
+
+
+@pytest.fixture(scope='module')
+def scene_scene():
+    s = make_scene('scene', SIZE, render=False, seed=0)
+    yield s
+    s.close()
+
+
+def test_scene_state_decoding_matches_ogbench(scene_scene):
+    '''decode_scene_state against the info dict of OGBench's own SceneEnv, random states.'''
+    s, u = scene_scene, scene_scene._env
+    rng = np.random.default_rng(0)
+    seen_states = set()
+    for seed in range(5):
+        s.reset(seed=seed)  # cube, button states, drawer and window drawn at random
+        for _ in range(int(rng.integers(0, 10))):
+            s.step(rng.uniform(-1.0, 1.0, 5))
+        info = decode_scene_state(s.state())
+        truth = u.compute_ob_info()
+        needed = {'proprio/effector_pos', 'proprio/effector_yaw', 'proprio/gripper_opening',
+                  'privileged/block_0_pos', 'privileged/block_0_yaw', 'button_states',
+                  'privileged/button_0_state', 'privileged/button_1_state',
+                  'privileged/drawer_pos', 'privileged/drawer_handle_pos',
+                  'privileged/drawer_handle_yaw', 'privileged/window_pos',
+                  'privileged/window_handle_pos', 'privileged/window_handle_yaw'}
+        assert needed <= set(info) & set(truth)
+        for key in set(info) & set(truth) - {'privileged/block_0_quat'}:
+            value = truth[key]
+            want = np.asarray(value, dtype=np.float64)
+            err = np.abs(np.asarray(info[key], dtype=np.float64).reshape(want.shape) - want)
+            if key.endswith('_yaw'):
+                err = np.abs((err + np.pi) % (2.0 * np.pi) - np.pi)
+            assert err.max() < 1e-5, (key, info[key], value)
+        quat = info['privileged/block_0_quat']  # q and -q are the same rotation
+        assert min(np.abs(quat - truth['privileged/block_0_quat']).max(),
+                   np.abs(quat + truth['privileged/block_0_quat']).max()) < 1e-5
+        for i in range(2):  # the buttons' tops and the drawer's and window's target handles
+            top = u.data.site_xpos[u._button_site_ids[i]]
+            assert np.allclose(info[f'privileged/button_{i}_top_pos'], top, atol=1e-6)
+        drawer = drawer_handle_pos(truth['privileged/target_drawer_pos'][0])
+        window = window_handle_pos(truth['privileged/target_window_pos'][0])
+        assert np.allclose(drawer + [0, 0, SCENE_TARGET_SITE_DZ],
+                           truth['privileged/target_drawer_handle_pos'], atol=1e-6)
+        assert np.allclose(window + [0, 0, SCENE_TARGET_SITE_DZ],
+                           truth['privileged/target_window_handle_pos'], atol=1e-6)
+        seen_states.add(tuple(info['button_states']))
+    assert len(seen_states) >= 2  # both locked and unlocked states were decoded
+    with pytest.raises(ValueError, match='scene state'):
+        decode_scene_state(np.zeros(28))
+
+
+def test_scene_subtasks_are_drawn_as_ogbench_does(scene_scene):
+    '''SceneEnv.set_new_target's weights: a locked drawer (window) is tried 4x less often, and
+    the cube is never picked from inside the drawer.'''
+    scene_scene.reset(seed=1)
+    info = decode_scene_state(scene_scene.state())
+    op = PlayOperator('scene')
+    rng = np.random.default_rng(0)
+
+    def frequencies(button_states, cube_pos=None):
+        i = dict(info, button_states=np.array(button_states))
+        if cube_pos is not None:
+            i['privileged/block_0_pos'] = np.asarray(cube_pos)
+        counts = dict.fromkeys(SUBTASKS, 0)
+        for _ in range(4000):
+            op._new_target(i, rng)
+            counts[op.subtask] += 1
+        return np.array([counts[k] for k in SUBTASKS]) / 4000
+
+    assert np.allclose(frequencies([0, 0]), [0.4, 0.4, 0.1, 0.1], atol=0.03)
+    assert np.allclose(frequencies([1, 1]), [0.25] * 4, atol=0.03)
+    assert np.allclose(frequencies([1, 0]), [1 / 3.25, 1 / 3.25, 1 / 3.25, 0.25 / 3.25],
+                       atol=0.03)
+    inside = info['privileged/drawer_handle_pos'] + [0.0, -0.17, -0.01]
+    assert frequencies([1, 1], inside)[0] == 0.0
+
+
+def test_play_operator_does_scene_subtasks(scene_scene):
+    '''In the real scene each finished subtask changed its object as intended (checked from
+    the environment's own info), and the operator's own account of success agrees.'''
+    s, u = scene_scene, scene_scene._env
+    s.reset(seed=4)
+    op = PlayOperator('scene', s.action_scale)
+    rng = np.random.default_rng(4)
+    op.reset(rng)
+    begin, plan = None, None
+    checked = []
+    for _ in range(400):
+        truth = u.compute_ob_info()
+        n = len(op.finished)
+        action = op.act(s.state(), rng)
+        assert action.shape == (5,) and np.all(np.abs(action) <= 1.0)
+        if len(op.finished) > n:  # the subtask `plan` ended at this state
+            kind, target, target_pos = plan
+            if kind == 'button':
+                reached = moved = truth[f'privileged/button_{target}_state'] \
+                    != begin[f'privileged/button_{target}_state']
+            else:  # the cube, or the drawer's or window's handle, at its target
+                key = f'privileged/{"block_0" if kind == "cube" else kind + "_handle"}_pos'
+                reached = np.linalg.norm(truth[key] - target_pos) <= 0.04 + 1e-3
+                moved = reached and np.linalg.norm(truth[key] - begin[key]) > 0.03
+            assert op.finished[-1] == (kind, bool(reached))
+            checked.append((kind, bool(moved)))
+        if len(op.finished) > n or plan is None:
+            begin, plan = truth, (op.subtask, op.target_block, op.target_pos.copy())
+        s.step(action)
+    done = {kind for kind, moved in checked if moved}
+    print(f'subtasks finished in 400 steps (object changed): {checked}')
+    assert len(checked) >= 5 and len(done) >= 3  # several subtasks, of most kinds, worked
 
 
 def test_unknown_scene_is_refused():

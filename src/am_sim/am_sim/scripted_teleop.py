@@ -24,7 +24,7 @@ from am_sim.params import declare_config
 from am_sim.teleop_core import TeleopConfig, TeleopCore
 
 DESCRIPTIONS = {
-    'scene': 'Scene the simulator runs: cube-single, cube-double or puzzle-3x3.',
+    'scene': 'Scene the simulator runs: cube-single, cube-double, puzzle-3x3 or scene.',
     'episodes': 'Episodes to record, then stop.',
     'steps': 'Control steps (commands) per episode.',
     'seed': "Seed of the operator's choices and the resets; -1 draws one.",

@@ -19,8 +19,8 @@ class TeleopConfig:
     '''Parameters of `scripted_teleop` (same names as the ROS parameters).'''
 
     scene: str = 'cube-single'
-    '''Scene the simulator runs: cube-single, cube-double or puzzle-3x3 (the operator's
-    plans depend on it).'''
+    '''Scene the simulator runs: cube-single, cube-double, puzzle-3x3 or scene (the
+    operator's plans depend on it).'''
     episodes: int = 1
     '''Episodes to record, then stop.'''
     steps: int = 100

@@ -99,4 +99,4 @@ def test_teleop_core_answers_each_state_for_its_steps(core):
         decoded = twist_to_action(c.linear, c.yaw_rate, c.closure, ActionScale())
         assert np.allclose(decoded, c.action, atol=1e-6)
     with pytest.raises(ValueError, match='drives'):
-        TeleopCore(TeleopConfig(scene='scene'))
+        TeleopCore(TeleopConfig(scene='cube-triple'))

@@ -9,6 +9,7 @@ from rosbags.highlevel import AnyReader
 from am_dataset_recorder.episode_writer import list_episodes
 from am_learning import conventions as conv
 from am_learning.envs import decode_state
+from am_learning.envs.operator import decode_scene_state
 from am_sim.generate import GenerateConfig, generate, parse_args
 
 STEPS = 12
@@ -91,3 +92,24 @@ def test_puzzle_episode(tmp_path):
     assert states.shape == (81, 55)
     buttons = states[:, 19:].reshape(81, 9, 4)[:, :, :2].argmax(axis=2)  # one-hot states
     assert (buttons[0] != buttons[-1]).any()
+
+
+def test_scene_episode(tmp_path):
+    '''`scene`: the operator's subtasks show in the bag (a button, the drawer, the window or
+    the cube changed).'''
+    generate(GenerateConfig(scene='scene', episodes=1, steps=150, out=str(tmp_path),
+                            state_only=True, seed=0), progress=False)
+    (info,) = list_episodes(tmp_path)
+    states = np.array([m.data for _, m in read_bag(info.path)[conv.SIM_STATE_TOPIC]])
+    assert states.shape == (151, 40)
+    decoded = [decode_scene_state(s) for s in (states[0], states[-1])]
+    changes = {
+        'buttons': (decoded[0]['button_states'] != decoded[1]['button_states']).any(),
+        'drawer': abs(decoded[1]['privileged/drawer_pos'][0]
+                      - decoded[0]['privileged/drawer_pos'][0]) > 0.04,
+        'window': abs(decoded[1]['privileged/window_pos'][0]
+                      - decoded[0]['privileged/window_pos'][0]) > 0.04,
+        'cube': np.linalg.norm(decoded[1]['privileged/block_0_pos']
+                               - decoded[0]['privileged/block_0_pos']) > 0.03,
+    }
+    assert any(changes.values()), changes

@@ -192,6 +192,6 @@ def test_faster_than_real_time_publishes_clock(start_node, ros_node):
 
 def test_bad_start_up_parameters_exit_with_a_reason(start_node):
     sim = start_node('am_sim', 'sim_robot', params={'camera_rate_hz': 7.0})
-    teleop = start_node('am_sim', 'scripted_teleop', params={'scene': 'scene'})
+    teleop = start_node('am_sim', 'scripted_teleop', params={'scene': 'cube-triple'})
     assert sim.popen.wait(30) == 2 and 'camera_rate_hz must divide 20' in sim.log()
     assert teleop.popen.wait(30) == 2 and 'drives' in teleop.log()
