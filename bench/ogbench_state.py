@@ -22,6 +22,7 @@ import json
 import os
 from pathlib import Path
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -77,14 +78,19 @@ def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]
         agent, seed = run_dir.name.rsplit('_s', 1)
         cmd = [sys.executable, '-m', 'am_learning.cli_train', '--dataset', str(cache),
                '--run-dir', str(run_dir), '--observation', 'state', '--agent', agent,
-               '--seed', seed, '--updates', str(args.updates), '--device', args.device,
+               '--seed', seed, '--device', args.device,
                '--no-progress', '--set', f'num_threads={args.threads}']
         if args.config:
             cmd += ['--config', args.config]
         for item in args.set:
             cmd += ['--set', item]
         start = time.monotonic()
-        run(cmd, run_dir / 'train.log')
+        for point in curve_points(args):  # resumes the same run folder up to each point
+            run([*cmd, '--updates', str(point)], run_dir / f'train_{point}.log')
+            if point < args.updates:
+                snapshot = run_dir / 'curve' / str(point)
+                shutil.rmtree(snapshot, ignore_errors=True)
+                shutil.copytree(run_dir / 'checkpoint', snapshot)
         (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
         print(f'trained {run_dir.name} in {time.monotonic() - start:.0f} s', flush=True)
 
@@ -93,24 +99,35 @@ def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]
     return runs
 
 
+def curve_points(args: argparse.Namespace) -> list[int]:
+    '''Update counts at which a run is evaluated: the --curve points below --updates, then
+    --updates itself (the run's final checkpoint).'''
+    return sorted({p for p in args.curve if 0 < p < args.updates} | {args.updates})
+
+
+def checkpoints(args: argparse.Namespace, run_dir: Path) -> list[tuple[int, Path]]:
+    '''(updates, checkpoint folder) of a run, in order; the last one is the final model.'''
+    return [(p, run_dir / 'curve' / str(p) if p < args.updates else run_dir / 'checkpoint')
+            for p in curve_points(args)]
+
+
 def stage_eval(args: argparse.Namespace, runs: list[Path]) -> None:
-    def evaluate(run_dir: Path) -> None:
-        if (run_dir / 'eval' / 'eval.json').exists():
+    def evaluate(job: tuple[Path, int, Path]) -> None:
+        run_dir, point, ckpt = job
+        out = run_dir / 'eval' if point == args.updates else ckpt / 'eval'
+        if (out / 'eval.json').exists():
             return
-        run([sys.executable, '-m', 'am_learning.cli_eval', str(run_dir / 'checkpoint'),
+        run([sys.executable, '-m', 'am_learning.cli_eval', str(ckpt),
              '--scene', args.scene, '--tasks', 'all', '--reach', '0',
              '--episodes-per-task', str(args.rollouts), '--max-steps',
              str(MAX_STEPS[args.scene]), '--seed', '1000', '--device', 'cpu',
-             '--out', str(run_dir / 'eval'), '--no-progress'], run_dir / 'eval.log')
-        print(f'evaluated {run_dir.name}', flush=True)
+             '--out', str(out), '--no-progress'], out.parent / f'eval_{point}.log')
+        print(f'evaluated {run_dir.name} at {point} updates', flush=True)
 
     os.environ.setdefault('OMP_NUM_THREADS', '1')
+    jobs = [(r, p, c) for r in runs for p, c in checkpoints(args, r)]
     with ThreadPoolExecutor(args.eval_jobs) as pool:
-        list(pool.map(evaluate, runs))
-
-
-
-
+        list(pool.map(evaluate, jobs))
 
 
 def _accelerator() -> str:
@@ -134,13 +151,21 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
     dataset = args.scene.replace('-', '_')
     per_agent: dict[str, list[float]] = {}
     per_run = {}
+    per_agent_curve: dict[str, list[dict[int, float]]] = {}
     for run_dir in runs:
         report = json.loads((run_dir / 'eval' / 'eval.json').read_text())
         agent = run_dir.name.rsplit('_s', 1)[0]
         pct = float(report['success_pct']['eval_tasks'])
         per_agent.setdefault(agent, []).append(pct)
         last = _last_row(run_dir / 'metrics.csv')
+        curve = {}
+        for point, ckpt in checkpoints(args, run_dir)[:-1]:
+            curve[point] = float(json.loads((ckpt / 'eval' / 'eval.json').read_text())
+                                 ['success_pct']['eval_tasks'])
+        curve[args.updates] = pct
+        per_agent_curve.setdefault(agent, []).append(curve)
         per_run[run_dir.name] = {
+            'success_curve': curve,
             'success_pct': pct,
             'per_task': {k: v['success_pct'] for k, v in report['per_task'].items()},
             'train_s': float((run_dir / 'done').read_text()),
@@ -149,6 +174,8 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         }
     success = {agent: {dataset: float(np.mean(v))} for agent, v in per_agent.items()}
     spread = {agent: {dataset: float(np.std(v))} for agent, v in per_agent.items()}
+    curves = {agent: {str(p): float(np.mean([c[p] for c in cs])) for p in cs[0]}
+              for agent, cs in per_agent_curve.items()}
     timing = json.loads((work / 'data_timing.json').read_text()) \
         if (work / 'data_timing.json').exists() else {}
     result = {
@@ -160,6 +187,7 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         'metrics': {
             'success': success,
             'success_std': spread,
+            'success_curve': curves,
             'rollouts': args.rollouts * 5,
             'seeds': len(args.seeds),
             'updates': args.updates,
@@ -172,9 +200,9 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
     }
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = '' if args.scene == 'cube-single' else f'_{dataset}'
-    (out / f'{NAME}{suffix}.json').write_text(json.dumps(result, indent=2) + '\n')
-    _write_markdown(out / f'{NAME}{suffix}.md', result, dataset, runs, out / f'{NAME}{suffix}.png')
+    stem = args.report_name or (NAME if args.scene == 'cube-single' else f'{NAME}_{dataset}')
+    (out / f'{stem}.json').write_text(json.dumps(result, indent=2) + '\n')
+    _write_markdown(out / f'{stem}.md', result, dataset, runs, out / f'{stem}.png')
     return result
 
 
@@ -185,7 +213,7 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     agents = list(result['metrics']['success'])
     means = [result['metrics']['success'][a][dataset] for a in agents]
     stds = [result['metrics']['success_std'][a][dataset] for a in agents]
@@ -204,6 +232,12 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
             axes[1].set_ylabel(key)
     axes[1].set_xlabel('updates')
     axes[1].legend(fontsize=7)
+    for agent, curve in result['metrics']['success_curve'].items():
+        axes[2].plot([int(p) for p in curve], list(curve.values()), marker='o', label=agent)
+    axes[2].set_xlabel('updates')
+    axes[2].set_ylabel('success % (mean over seeds)')
+    axes[2].set_title('success against updates')
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(plot, dpi=100)
     plt.close(fig)
@@ -221,7 +255,13 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
     lines += ['', f'Rollouts per agent and seed: {m["rollouts"]}; updates: {m["updates"]}; '
               f'dataset: {m["dataset_transitions"]} transitions.', '',
               f'Published on the same protocol: {result["published"]}', '',
-              '| run | success % | per task | train s |', '|---|---|---|---|']
+              'Success % against updates (mean over seeds):', '',
+              '| agent | ' + ' | '.join(f'{int(p):,} upd' for p in
+                                        next(iter(m['success_curve'].values()))) + ' |',
+              '|---|' + '---|' * len(next(iter(m['success_curve'].values())))]
+    for agent, curve in m['success_curve'].items():
+        lines.append(f'| {agent} | ' + ' | '.join(f'{v:.1f}' for v in curve.values()) + ' |')
+    lines += ['', '| run | success % | per task | train s |', '|---|---|---|---|']
     for name, r in result['runs'].items():
         tasks = ', '.join(f'{v:.0f}' for v in r['per_task'].values())
         lines.append(f'| {name} | {r["success_pct"]:.1f} | {tasks} | {r["train_s"]:.0f} |')
@@ -238,6 +278,9 @@ def main() -> None:
     parser.add_argument('--agents', default='am,gcbc,her,her_neg')
     parser.add_argument('--seeds', default='0,1')
     parser.add_argument('--updates', type=int, default=100000)
+    parser.add_argument('--curve', default='',
+                        help='also evaluate at these update counts, e.g. 25000,50000 '
+                             '(the learning curve in the report)')
     parser.add_argument('--rollouts', type=int, default=20, help='per evaluation task')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
@@ -250,10 +293,13 @@ def main() -> None:
     parser.add_argument('--results-dir', default=str(REPO / 'bench' / 'results'))
     parser.add_argument('--stage', default='all', choices=['all', 'data', 'train', 'eval',
                                                           'report'])
+    parser.add_argument('--report-name', default='',
+                        help='file stem of the report (default ogbench_state[_<scene>])')
     parser.add_argument('--notes', default='')
     args = parser.parse_args()
     args.agents = [a for a in args.agents.split(',') if a]
     args.seeds = [int(s) for s in args.seeds.split(',') if s]
+    args.curve = [int(p) for p in args.curve.split(',') if p]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault('MUJOCO_GL', 'egl')
