@@ -1,0 +1,52 @@
+'''bench/finetune.py's helpers: the task operator reaches the task goal, the success check.'''
+
+from pathlib import Path
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
+import finetune  # noqa: E402
+
+
+def test_task_operator_carries_the_cube_to_the_task_goal():
+    from am_learning.envs import make_scene
+
+    scene = make_scene('cube-single', render=False, seed=3)
+    try:
+        scene.load_eval_task(1, seed=7)
+        goal_pos, _ = finetune.goal_targets(scene.goal_state(), 1)
+        # OGBench's task 1 of cube-single: the cube goes from (0.425, 0.1) to (0.425, -0.1).
+        np.testing.assert_allclose(goal_pos[0], [0.425, -0.1, 0.02], atol=0.01)
+        rng = np.random.default_rng(0)
+        operator = finetune.make_task_operator('cube-single', scene.goal_state(), noise=0.1,
+                                               wrong_target_prob=0.0)
+        operator.reset(rng)
+        for _ in range(200):
+            scene.step(operator.act(scene.state(), rng))
+            if scene.task_solved():
+                break
+        assert scene.task_solved(), f'not solved after {scene.steps} steps'
+        assert scene.steps < 120  # one pick-and-place plan (about 65 steps)
+    finally:
+        scene.close()
+
+
+def test_episode_noises_spread_the_range_in_a_seeded_order():
+    a = finetune.episode_noises(5, 0.1, 0.5, seed=0)
+    np.testing.assert_allclose(np.sort(a), [0.1, 0.2, 0.3, 0.4, 0.5])
+    np.testing.assert_array_equal(a, finetune.episode_noises(5, 0.1, 0.5, seed=0))
+    assert finetune.episode_noises(1, 0.1, 0.5, seed=0).tolist() == [0.1]
+
+
+def test_manifest_success_checks_the_flags_against_the_recording():
+    recorded = [{'episode_id': 'a', 'success': True}, {'episode_id': 'b', 'success': False}]
+    manifest = {'episodes': [{'episode_id': 'a', 'success': True},
+                             {'episode_id': 'b', 'success': False}]}
+    assert finetune.manifest_success(manifest, recorded) == [True, False]
+    manifest['episodes'][1]['success'] = True
+    with pytest.raises(ValueError, match="'b'"):
+        finetune.manifest_success(manifest, recorded)
+    with pytest.raises(ValueError, match='1 episodes, 2 recorded'):
+        finetune.manifest_success({'episodes': manifest['episodes'][:1]}, recorded)
