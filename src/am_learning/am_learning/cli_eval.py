@@ -1,7 +1,8 @@
 '''am-eval: greedy rollouts of a checkpoint in the simulated scene, in-process (no ROS).
 
     am-eval CHECKPOINT [--scene cube-single] [--tasks all|1,3] [--reach 10]
-            [--episodes-per-task 2] [--max-steps 200] [--out eval/]
+            [--episodes-per-task 2] [--max-steps 200] [--stop success|policy|time]
+            [--out eval/]
 
 Writes OUT/eval.json (success per task in percent, per-rollout details) and
 OUT/filmstrip.png (the first rollouts next to their goal images), and prints the summary.
@@ -25,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--reach', type=int, default=5, help='number of reach-task rollouts')
     p.add_argument('--episodes-per-task', type=int, default=1, help='rollouts per eval task')
     p.add_argument('--max-steps', type=int, default=200, help='control steps per rollout')
+    p.add_argument('--stop', default='success', choices=['success', 'policy', 'time'],
+                   help='how a rollout ends: success = as soon as the scene reports success '
+                        "(oracle stop); policy = the policy node's rule (Q >= 0.9 for 3 steps: "
+                        'reached; Q < 0.02 for 40: give up) or the time limit; time = always '
+                        'max-steps. Success is judged when the rollout ends; touched beside it')
     p.add_argument('--seed', type=int, default=0, help='seed of task starts and of CEM')
     p.add_argument('--cem-samples', type=int, help='override the CEM samples of the checkpoint')
     p.add_argument('--cem-iterations', type=int, help='override the CEM iterations')
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                           episodes_per_task=args.episodes_per_task, max_steps=args.max_steps,
                           seed=args.seed, filmstrips=args.filmstrips,
                           filmstrip_path=args.out / 'filmstrip.png',
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, stop=args.stop)
     except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
         print(f'am-eval: error: {exc}', file=sys.stderr)
         return 2
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'eval.json').write_text(json.dumps(report, indent=2))
     summary = {k: report[k] for k in ('checkpoint', 'scene', 'agent', 'success_pct',
-                                       'rollouts')}
+                                       'touched_pct', 'rollouts', 'stop')}
     summary['per_task'] = {k: v['success_pct'] for k, v in report['per_task'].items()}
     summary['eval_json'] = str(args.out / 'eval.json')
     summary['filmstrip'] = report.get('filmstrip')

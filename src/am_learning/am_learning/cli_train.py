@@ -3,10 +3,14 @@
     am-train --dataset CACHE_DIR --run-dir runs/am1 [--config cfg.yaml] [--set k=v ...]
     am-train --bags BAG_DIR --cache CACHE_DIR --run-dir runs/am1 --agent her_neg
     am-train --synthetic point-world --observation state --run-dir /tmp/demo --updates 2000
+    am-train --dataset CACHE_DIR --run-dir runs/am1 --updates 1000000 --time-limit-min 30
 
 The run folder gets config.json, metrics.csv (diagnostics every log_interval updates),
 plots.png and checkpoint/ (weights, config, dataset manifest, resume state). Running the
-same command again resumes from the checkpoint; --no-resume starts over.
+same command again resumes from the checkpoint; --no-resume starts over. With
+--time-limit-min the run stops after the update during which the limit passed (or at
+--updates, whichever comes first) and writes its checkpoint; train_time.json in the run
+folder records the wall time, the limit and whether it ended the run.
 '''
 
 import argparse
@@ -15,6 +19,7 @@ import json
 import logging
 from pathlib import Path
 import sys
+import time
 from typing import Any
 
 from am_learning.config import AGENTS, TrainConfig
@@ -53,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', help='shorthand for --set device=... (auto, cpu, cuda)')
     p.add_argument('--seed', type=int, help='shorthand for --set seed=...')
     p.add_argument('--finetune-from', help='AM checkpoint to start from (fine-tuning)')
+    p.add_argument('--time-limit-min', type=float,
+                   help="wall-clock limit of this invocation's training, minutes: stop after "
+                        'the update during which it passed and write the checkpoint')
     p.add_argument('--no-resume', action='store_true', help='start over in --run-dir')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
@@ -98,9 +106,43 @@ def fit_to_dataset(config: TrainConfig, dataset: Any) -> TrainConfig:
     return replace(config, network=net)
 
 
+class TimeLimitError(Exception):
+    '''Raised between updates once the wall-clock limit has passed.'''
+
+
+def train_with_limit(trainer: Any, limit_s: float | None, progress: bool) -> tuple[dict, bool]:
+    '''trainer.train() that stops before the first update started after `limit_s` seconds.
+
+    Returns (the last metrics row, whether the limit ended the run). The check wraps the
+    trainer's `update`, so the run ends on an update boundary with its state intact; the
+    caller saves the checkpoint. The diagnostics of a partial log interval are not written.
+    '''
+    if limit_s is None:
+        return trainer.train(progress=progress), False
+    deadline = time.monotonic() + limit_s
+    update = trainer.update
+
+    def update_until_deadline() -> dict[str, float]:
+        if time.monotonic() >= deadline:
+            raise TimeLimitError
+        return update()
+
+    trainer.update = update_until_deadline
+    try:
+        return trainer.train(progress=progress), False
+    except TimeLimitError:
+        return {}, True
+    finally:
+        del trainer.update  # the bound method again
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     args = build_parser().parse_args(argv)
+    if args.time_limit_min is not None and not args.time_limit_min > 0:
+        print('am-train: error: --time-limit-min must be > 0', file=sys.stderr)
+        return 2
+    limit_s = None if args.time_limit_min is None else 60.0 * args.time_limit_min
     try:
         config = make_config(args)
         if args.synthetic and config.network.observation == 'state':
@@ -109,8 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         config = fit_to_dataset(config, dataset).validate()
         from am_learning.train import Trainer
         trainer = Trainer(config, dataset, run_dir=args.run_dir, resume=not args.no_resume)
-        row = trainer.train(progress=not args.no_progress)
+        start_step, start = trainer.step, time.monotonic()
+        row, limited = train_with_limit(trainer, limit_s, not args.no_progress)
         path = trainer.save()
+        timing = {'train_wall_s': time.monotonic() - start, 'time_limit_min': args.time_limit_min,
+                  'stopped_by_time_limit': limited, 'start_step': start_step,
+                  'end_step': trainer.step}
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        (args.run_dir / 'train_time.json').write_text(json.dumps(timing, indent=2) + '\n')
     except (ValueError, OSError, RuntimeError) as exc:
         print(f'am-train: error: {exc}', file=sys.stderr)
         return 2
@@ -118,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print('am-train: interrupted; rerun the same command to resume from the last '
               'checkpoint', file=sys.stderr)
         return 130
-    print(json.dumps({'checkpoint': str(path), 'step': trainer.step,
+    print(json.dumps({'checkpoint': str(path), 'step': trainer.step, **timing,
                       'last_metrics': row}, indent=2))
     return 0
 

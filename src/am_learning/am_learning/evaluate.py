@@ -3,14 +3,20 @@
 The scene comes from am_learning.envs.make_scene, the same function am_sim uses, so the
 policy sees the same rendering it would see through ROS. Tasks: the benchmark's evaluation
 tasks (OGBench's five per scene, success is OGBench's) and reach tasks (the goal image shows
-the gripper at a random pose; success within 3 cm). Any object with the Scene methods used
+the gripper at a random pose; success within 3 cm). How a rollout ends (`stop`): `success`
+ends it the moment the scene reports success (an oracle stop: success = touched); `policy`
+ends it by the policy's own rule, the policy node's (`StopRule`: Q held high = reached, Q
+held low = give up; GCBC has no Q and runs to the time limit); `time` runs every rollout to
+`max_steps`. Success is the scene's verdict when the rollout ends, "touched" whether it was
+ever reached. Any object with the Scene methods used
 here (reset/load_*_task, step, render, proprio, state, goal_state, task_solved,
 goal_distance) can stand in for a scene, e.g. am_learning.testing.PointWorld.
 '''
 
 from dataclasses import asdict, dataclass, field
+import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -27,6 +33,33 @@ class SceneLike(Protocol):
     def goal_distance(self) -> float: ...
 
 
+STOPS = ('success', 'policy', 'time')
+Stop = Literal['success', 'policy', 'time']
+
+
+@dataclass(frozen=True)
+class StopRule:
+    '''The policy's own end of a goal: the policy node's rule, with its defaults
+    (am_bringup/config/policy.yaml: reach_threshold, reach_steps, q_floor, q_floor_steps).'''
+
+    reach_threshold: float = 0.9
+    '''Q at or above this for `reach_steps` consecutive steps: the policy says reached.'''
+    reach_steps: int = 3
+    q_floor: float = 0.02
+    '''Q below this for `q_floor_steps` consecutive steps: the policy gives up.'''
+    q_floor_steps: int = 40
+
+    def verdict(self, qs: list[float]) -> str:
+        '''`reached`, `q_floor`, or '' (go on) after the Q values of the steps so far.'''
+        if len(qs) >= self.reach_steps and all(
+                q >= self.reach_threshold for q in qs[-self.reach_steps:]):
+            return 'reached'
+        if len(qs) >= self.q_floor_steps and all(
+                q < self.q_floor for q in qs[-self.q_floor_steps:]):
+            return 'q_floor'
+        return ''  # nan (GCBC) compares false both ways: only the time limit ends it
+
+
 @dataclass
 class RolloutResult:
     '''One rollout towards one goal.'''
@@ -37,6 +70,15 @@ class RolloutResult:
     final_q: float
     mean_q: float
     goal_distance: float
+    '''Reach tasks: metres from the gripper to the goal when the rollout ended (nan else).'''
+    touched: bool = False
+    '''The scene reported success at some step (whether or not it held to the end).'''
+    min_goal_distance: float = float('nan')
+    '''Reach tasks: the closest the gripper came to the goal, metres.'''
+    start_goal_distance: float = float('nan')
+    '''Reach tasks: metres to the goal before the first action (what doing nothing gives).'''
+    end_reason: str = ''
+    '''success (oracle stop), reached / q_floor (the policy's stop rule) or time_limit.'''
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     goal_image: np.ndarray | None = field(default=None, repr=False)
 
@@ -49,8 +91,18 @@ class RolloutResult:
 
 def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray, *,
             task: str, max_steps: int, keep_frames: bool = False,
-            stop_on_success: bool = True) -> RolloutResult:
-    '''Act greedily from the scene's current state towards its loaded goal.'''
+            stop_on_success: bool = True, stop: Stop | None = None,
+            stop_rule: StopRule | None = None) -> RolloutResult:
+    '''Act greedily from the scene's current state towards its loaded goal.
+
+    stop: how the rollout ends (module docstring); None keeps the older switch
+    `stop_on_success` (True = `success`, False = `time`).
+    '''
+    if stop is None:
+        stop = 'success' if stop_on_success else 'time'
+    if stop not in STOPS:
+        raise ValueError(f'stop must be one of {STOPS}, got {stop!r}')
+    rule = stop_rule or StopRule()
     if policy.uses_images:
         policy.set_goal(goal_image)
     else:
@@ -60,34 +112,52 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
         policy.set_goal(goal_state)
     frames: list[np.ndarray] = []
     qs: list[float] = []
-    success = False
+    success = touched = False
+    start_distance = float(scene.goal_distance())
+    distances = [start_distance]
     steps = 0
+    end_reason = 'time_limit'
     while steps < max_steps:
-        steps += 1
         image = scene.render() if (policy.uses_images or keep_frames) else None
-        if keep_frames:
-            frames.append(image)
         obs = image if policy.uses_images else scene.state()
         step = policy.act(obs, scene.proprio())
         qs.append(step.q_value)
+        if stop == 'policy':
+            verdict = rule.verdict(qs)
+            if verdict:  # the policy ends the goal instead of sending this step's command
+                end_reason = verdict
+                break
+        if keep_frames:
+            frames.append(image)
         scene.step(step.action)
+        steps += 1
         success = bool(scene.task_solved())
-        if success and stop_on_success:
+        touched = touched or success
+        distances.append(float(scene.goal_distance()))
+        if success and stop == 'success':
+            end_reason = 'success'
             break
     if keep_frames:
         frames.append(scene.render())
+    finite = [d for d in distances if math.isfinite(d)]
     return RolloutResult(task=task, success=success, steps=steps,
                          final_q=qs[-1] if qs else float('nan'),
                          mean_q=float(np.mean(qs)) if qs else float('nan'),
-                         goal_distance=float(scene.goal_distance()), frames=frames,
-                         goal_image=goal_image if keep_frames else None)
+                         goal_distance=distances[-1], touched=touched,
+                         min_goal_distance=min(finite) if finite else float('nan'),
+                         start_goal_distance=start_distance, end_reason=end_reason,
+                         frames=frames, goal_image=goal_image if keep_frames else None)
 
 
 def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
              reach_tasks: int, episodes_per_task: int = 1, max_steps: int = 200,
              seed: int = 0, filmstrips: int = 4, filmstrip_path: str | Path | None = None,
-             progress: bool = False) -> dict[str, Any]:
-    '''Success per task (percent) over rollouts on eval tasks and reach tasks.'''
+             progress: bool = False, stop: Stop = 'success',
+             stop_rule: StopRule | None = None) -> dict[str, Any]:
+    '''Success per task (percent) over rollouts on eval tasks and reach tasks.
+
+    stop, stop_rule: how each rollout ends (see `rollout`); the report says which.
+    '''
     jobs: list[tuple[str, int | None, int]] = []
     for k in eval_tasks:
         jobs += [(f'task{k}', k, seed + 1000 * k + e) for e in range(episodes_per_task)]
@@ -103,17 +173,26 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
         else:
             goal = scene.load_reach_task(seed=job_seed)
         results.append(rollout(policy, scene, goal, task=name, max_steps=max_steps,
-                               keep_frames=len(results) < filmstrips))
+                               keep_frames=len(results) < filmstrips, stop=stop,
+                               stop_rule=stop_rule))
     per_task: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(r.task for r in results):
         rs = [r for r in results if r.task == name]
         per_task[name] = {
             'success_pct': 100.0 * float(np.mean([r.success for r in rs])),
+            'touched_pct': 100.0 * float(np.mean([r.touched for r in rs])),
             'rollouts': len(rs),
             'mean_steps': float(np.mean([r.steps for r in rs])),
             'mean_final_q': float(np.nanmean([r.final_q for r in rs]))
             if any(np.isfinite(r.final_q) for r in rs) else None,
+            'end_reasons': {k: sum(r.end_reason == k for r in rs)
+                            for k in sorted({r.end_reason for r in rs})},
         }
+        for key, attr in (('final', 'goal_distance'), ('min', 'min_goal_distance'),
+                          ('start', 'start_goal_distance')):
+            values = [getattr(r, attr) for r in rs if math.isfinite(getattr(r, attr))]
+            if values:
+                per_task[name][f'{key}_distance_m'] = distance_stats(values)
     eval_rs = [r for r in results if r.task != 'reach']
     reach_rs = [r for r in results if r.task == 'reach']
     report: dict[str, Any] = {
@@ -122,15 +201,29 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
             if eval_rs else None,
             'reach': 100.0 * float(np.mean([r.success for r in reach_rs])) if reach_rs else None,
         },
+        'touched_pct': {
+            'eval_tasks': 100.0 * float(np.mean([r.touched for r in eval_rs]))
+            if eval_rs else None,
+            'reach': 100.0 * float(np.mean([r.touched for r in reach_rs])) if reach_rs else None,
+        },
         'per_task': per_task,
         'rollouts': len(results),
         'max_steps': max_steps,
+        'stop': stop,
+        'stop_rule': asdict(stop_rule or StopRule()) if stop == 'policy' else None,
         'rollout_details': [r.summary() for r in results],
     }
     if filmstrip_path is not None and any(r.frames for r in results):
         report['filmstrip'] = str(write_filmstrip([r for r in results if r.frames],
                                                   filmstrip_path))
     return report
+
+
+def distance_stats(values: list[float]) -> dict[str, float]:
+    '''Mean, median and 90th percentile of distances (metres).'''
+    v = np.asarray(values, dtype=np.float64)
+    return {'mean': float(v.mean()), 'median': float(np.median(v)),
+            'p90': float(np.percentile(v, 90))}
 
 
 def write_filmstrip(results: list[RolloutResult], path: str | Path, *, columns: int = 8,

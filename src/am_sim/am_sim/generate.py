@@ -2,7 +2,8 @@
 record, written without DDS.
 
     python -m am_sim.generate --scene cube-single --episodes 10 --steps 200 \\
-        --image-size 64 --out data/play [--state-only] [--workers 2] [--seed 0]
+        --image-size 64 --out data/play [--state-only] [--workers 2] [--seed 0] \\
+        [--operator play|reach --label reach]
 
 Each episode runs the same code as the live pipeline: `TeleopCore` answers each state with
 a twist and a gripper closure, `SimCore` applies them for one control step, and the
@@ -46,6 +47,8 @@ class GenerateConfig:
     workers: int = 1
     seed: int = 0
     label: str = 'play'
+    operator: str = 'play'
+    '''play (OGBench's pick-and-place oracle) or reach (gripper to random workspace points).'''
     start_ns: int = 1_700_000_000_000_000_000
     '''t0 of the first episode (stamps are simulated, deterministic for a seed).'''
     storage: str = 'mcap'
@@ -76,7 +79,7 @@ def generate_episode(config: GenerateConfig, index: int, core: SimCore | None = 
     core.sim_time_ns = t0
     core.reset(int(seeds[0]))
     teleop = TeleopCore(TeleopConfig(scene=config.scene, steps=config.steps,
-                                     seed=int(seeds[1])))
+                                     seed=int(seeds[1]), operator=config.operator))
     teleop.begin_episode()
     store = store or make_typestore()
     messages = BagMessages(store)
@@ -178,6 +181,9 @@ def parse_args(argv: list[str] | None = None) -> GenerateConfig:
     p.add_argument('--workers', type=int, default=d.workers, help='processes')
     p.add_argument('--seed', type=int, default=d.seed, help='seed of the whole run')
     p.add_argument('--label', default=d.label, help='task label of the episodes')
+    p.add_argument('--operator', default=d.operator, choices=['play', 'reach'],
+                   help="scripted operator: OGBench's play oracle, or reaching random "
+                        'workspace points with the open gripper')
     p.add_argument('--storage', default=d.storage, choices=['mcap', 'sqlite3'])
     a = p.parse_args(argv)
     for name in ('episodes', 'steps', 'workers'):
@@ -189,7 +195,8 @@ def parse_args(argv: list[str] | None = None) -> GenerateConfig:
         p.error('--seed must be >= 0')
     return GenerateConfig(scene=a.scene, episodes=a.episodes, steps=a.steps,
                           image_size=a.image_size, out=a.out, state_only=a.state_only,
-                          workers=a.workers, seed=a.seed, label=a.label, storage=a.storage)
+                          workers=a.workers, seed=a.seed, label=a.label, storage=a.storage,
+                          operator=a.operator)
 
 
 def main(argv: list[str] | None = None) -> int:

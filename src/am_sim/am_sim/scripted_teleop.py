@@ -29,6 +29,7 @@ DESCRIPTIONS = {
     'steps': 'Control steps (commands) per episode.',
     'seed': "Seed of the operator's choices and the resets; -1 draws one.",
     'label': 'Task label given to the recorder.',
+    'operator': 'play (OGBench pick-and-place) or reach (gripper to random workspace points).',
     'record': "Call the recorder's episode services (false: only drive the robot).",
     'reset_service': "The simulator's reset service.",
     'start_service': "The recorder's start_episode service.",

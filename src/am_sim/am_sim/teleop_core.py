@@ -1,9 +1,10 @@
 '''The scripted operator without ROS: state vector in, twist and gripper command out.
 
-OGBench's play operator (`am_learning.envs.PlayOperator`) turned into the two commands a
-human teleoperator sends through MoveIt Servo: a Cartesian twist held for one control
-period and a gripper closure. Episodes are counted here; the node only moves messages and
-calls services.
+OGBench's play operator (`am_learning.envs.PlayOperator`), or the reach operator
+(`am_learning.envs.ReachOperator`: the open gripper to random workspace points), turned
+into the two commands a human teleoperator sends through MoveIt Servo: a Cartesian twist
+held for one control period and a gripper closure. Episodes are counted here; the node
+only moves messages and calls services.
 '''
 
 from dataclasses import dataclass, fields
@@ -11,7 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from am_learning.conventions import ActionScale, action_to_twist
-from am_learning.envs import PlayOperator
+from am_learning.envs import OPERATORS, make_operator
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class TeleopConfig:
     '''Seed of the operator's choices and of each episode's reset; -1 draws one.'''
     label: str = 'play'
     '''Task label given to the recorder.'''
+    operator: str = 'play'
+    '''play (OGBench's pick-and-place play oracle) or reach (the open gripper to random
+    points of the reach-goal box, lingering at each).'''
     record: bool = True
     '''Call the recorder's episode services (False: only drive the robot).'''
     reset_service: str = '/sim_robot/reset'
@@ -56,10 +60,13 @@ class TeleopConfig:
         for name in ('reset_service', 'start_service', 'stop_service'):
             if not getattr(self, name):
                 out.append(f'{name} must name a service')
-        try:
-            PlayOperator(self.scene)
-        except ValueError as exc:
-            out.append(str(exc))
+        if self.operator not in OPERATORS:
+            out.append(f'operator must be one of {list(OPERATORS)}, got {self.operator!r}')
+        else:
+            try:
+                make_operator(self.operator, self.scene)
+            except ValueError as exc:
+                out.append(str(exc))
         return out
 
     @classmethod
@@ -91,7 +98,7 @@ class TeleopCore:
         self.config = config
         self.scale = scale or ActionScale()
         self.rng = np.random.default_rng(None if config.seed < 0 else config.seed)
-        self._operator = PlayOperator(config.scene, self.scale)
+        self._operator = make_operator(config.operator, config.scene, self.scale)
         self.step = 0
         self.active = False
 

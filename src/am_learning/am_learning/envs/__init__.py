@@ -1,4 +1,4 @@
-'''Simulated scenes (OGBench manipulation, MuJoCo) and their scripted play operator.
+'''Simulated scenes (OGBench manipulation, MuJoCo) and their scripted operators.
 
 Pure Python (no rclpy): am_sim's ROS node, the offline episode generator and in-process
 evaluation all use `make_scene`, so they render and step identically.
@@ -6,10 +6,14 @@ evaluation all use `make_scene`, so they render and step identically.
 
 from am_learning.envs.operator import (
     OPERATED_SCENES,
+    OPERATORS,
     OperatorConfig,
     PlayOperator,
+    ReachOperator,
+    ReachOperatorConfig,
     decode_puzzle_state,
     decode_state,
+    make_operator,
 )
 from am_learning.envs.scene import REACH_TOLERANCE_M, SCENES, Scene, make_scene
 
@@ -17,9 +21,13 @@ __all__ = [
     'decode_puzzle_state',
     'decode_state',
     'OPERATED_SCENES',
+    'make_operator',
     'make_scene',
+    'OPERATORS',
     'OperatorConfig',
     'PlayOperator',
+    'ReachOperator',
+    'ReachOperatorConfig',
     'REACH_TOLERANCE_M',
     'Scene',
     'SCENES',

@@ -16,6 +16,10 @@ operator drives the in-process scene, the offline generator and the ROS `scripte
 node, which sees the robot only through topics. Unlike OGBench's `scene` data, episodes in
 which the cube leaves the camera's view are kept (OGBench discards and redraws them).
 
+`ReachOperator` is a second, simpler operator (not OGBench's): it moves the open gripper to
+random points of the box reach goals are drawn from, lingers there, and moves on. Play data
+centres on the cube; mixed with reach episodes the data covers the whole workspace.
+
 OGBench's oracle draws from NumPy's global RNG; `_global_rng_from` seeds that RNG from the
 caller's explicit `np.random.Generator` around each plan and restores it afterwards, so a
 seeded operator is reproducible and the global state is left untouched.
@@ -79,6 +83,7 @@ SCENE_TARGET_SITE_DZ = 1e-4
 '''The drawer's and the window's target handle sites sit 0.1 mm above the handle.'''
 SUBTASKS = ('cube', 'button', 'drawer', 'window')
 OPERATED_SCENES = (*CUBE_COUNTS, 'puzzle-3x3', 'scene')
+OPERATORS = ('play', 'reach')
 
 
 def decode_state(state: np.ndarray, num_cubes: int) -> dict[str, np.ndarray]:
@@ -406,3 +411,110 @@ class PlayOperator:
         og = self._oracle.select_action(None, info)
         self._steps += 1
         return ogbench_to_action(og, float(info['proprio/gripper_opening'][0]))
+
+
+@dataclass(frozen=True)
+class ReachOperatorConfig:
+    '''Recipe of the reach operator (ours; OGBench has no reaching data).'''
+
+    bounds: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+        (0.25, -0.35, 0.20), (0.6, 0.35, 0.35))
+    '''Box the targets are drawn from, metres: OGBench's arm sampling box, which is where
+    `Scene.load_reach_task` draws reach goals.'''
+    gain: float = 0.5
+    '''Proportional gain: each step covers this fraction of the remaining distance (up to
+    the segment's speed cap).'''
+    speed_range: tuple[float, float] = (0.3, 1.0)
+    '''Speed cap of a segment, drawn uniformly, as a fraction of the full action scale.'''
+    arrive_m: float = 0.02
+    '''Within this distance of the target the operator counts it as reached and lingers.'''
+    dwell_steps: tuple[int, int] = (5, 20)
+    '''Steps spent lingering at a reached target (drawn in [lo, hi]).'''
+    max_segment_steps: int = 60
+    '''A target not reached after this many steps is given up for the next one.'''
+    noise: float = 0.1
+    '''Action noise (fraction of the action scale), temporally smoothed like play noise.'''
+    noise_smoothing: float = 0.7
+    '''AR(1) coefficient of the noise (0: white).'''
+
+
+def _wrap(angle: float) -> float:
+    return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
+
+
+class ReachOperator:
+    '''A scripted operator that reaches: open gripper, random targets in the workspace.
+
+    Same interface as `PlayOperator` (reset(rng), act(state, rng) -> (5,) action in our
+    convention) and, like it, observes only the OGBench state vector (its proprioceptive
+    part: effector position and yaw). Each target is a point of `config.bounds` and a yaw in
+    [-pi, pi); the operator moves there with a capped proportional controller plus smoothed
+    noise, lingers `dwell_steps` once within `arrive_m`, then draws the next target.
+    '''
+
+    def __init__(self, scene: str, scale: ActionScale | None = None,
+                 config: ReachOperatorConfig | None = None) -> None:
+        if scene not in OPERATED_SCENES:
+            raise ValueError(f'the scripted reach operator drives {sorted(OPERATED_SCENES)}, '
+                             f'not {scene!r}')
+        self.scene = scene
+        self.scale = scale or ActionScale()
+        self.config = config or ReachOperatorConfig()
+        self.target_pos = np.zeros(3)
+        self.target_yaw = 0.0
+        self.reached_targets = 0
+        self._speed = 1.0
+        self._segment_steps = 0
+        self._dwell_left = -1  # -1: travelling; >= 0: lingering
+        self._noise = np.zeros(4)
+        self._planned = False
+
+    def reset(self, rng: np.random.Generator) -> None:
+        '''Start a new episode: a new target on the first step.'''
+        self._planned = False
+        self._noise = np.zeros(4)
+        self.reached_targets = 0
+
+    def _new_target(self, rng: np.random.Generator) -> None:
+        low, high = np.asarray(self.config.bounds, dtype=np.float64)
+        self.target_pos = rng.uniform(low, high)
+        self.target_yaw = float(rng.uniform(-np.pi, np.pi))
+        self._speed = float(rng.uniform(*self.config.speed_range))
+        self._segment_steps = 0
+        self._dwell_left = -1
+        self._planned = True
+
+    def act(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        '''One control step: the state vector now -> the (5,) action to send.'''
+        info = decode_state(np.asarray(state)[:PROPRIO_DIM], 0)
+        pos = info['proprio/effector_pos']
+        yaw = float(info['proprio/effector_yaw'][0])
+        cfg = self.config
+        if not self._planned or self._dwell_left == 0 \
+                or self._segment_steps >= cfg.max_segment_steps:
+            self._new_target(rng)
+        self._segment_steps += 1
+        error = self.target_pos - pos
+        if self._dwell_left < 0 and np.linalg.norm(error) <= cfg.arrive_m:
+            lo, hi = cfg.dwell_steps
+            self._dwell_left = int(rng.integers(lo, hi + 1))
+            self.reached_targets += 1
+        if self._dwell_left > 0:
+            self._dwell_left -= 1
+        move = np.zeros(4)
+        move[:3] = cfg.gain * error / self.scale.max_step_m
+        move[3] = cfg.gain * _wrap(self.target_yaw - yaw) / self.scale.max_yaw_step_rad
+        move = np.clip(move, -self._speed, self._speed)
+        self._noise = cfg.noise_smoothing * self._noise + np.sqrt(
+            1.0 - cfg.noise_smoothing ** 2) * rng.normal(0.0, cfg.noise, size=4)
+        action = np.clip(move + self._noise, -1.0, 1.0)
+        return np.array([*action, -1.0], dtype=np.float32)  # gripper open throughout
+
+
+def make_operator(kind: str, scene: str, scale: ActionScale | None = None):
+    '''The scripted operator `kind` (one of OPERATORS) for `scene`.'''
+    if kind == 'play':
+        return PlayOperator(scene, scale)
+    if kind == 'reach':
+        return ReachOperator(scene, scale)
+    raise ValueError(f'operator must be one of {OPERATORS}, got {kind!r}')
