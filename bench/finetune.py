@@ -54,7 +54,14 @@ AGENTS = {
     'finetuned': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': True},
     'scratch': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': False},
     'auxiliary': {'task_weight': 1.0, 'aux_weight': 1.0, 'pretrained': False},
+    # Diagnostic variants (not TrainConfig's task loss): the task batch through AM's own
+    # q_learning_loss, i.e. task TD plus the conservative negative-action term.
+    'finetuned_neg': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': True,
+                      'conservative': True},
+    'scratch_neg': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': False,
+                    'conservative': True},
 }
+DEFAULT_AGENTS = ('finetuned', 'scratch', 'auxiliary')
 MAX_STEPS = {'cube-single': 200, 'cube-double': 500}
 TASK_SEED_BASE = 700_000
 '''Seeds of the task episodes' starts, far from the evaluation's (1000 * task + rollout).'''
@@ -276,6 +283,14 @@ def stage_train(args: argparse.Namespace, work: Path, task_cache: Path,
             if (run_dir / 'done').exists():
                 continue
             spec = AGENTS[agent]
+            start = time.monotonic()
+            if spec.get('conservative'):
+                train_conservative(run_dir, task_cache, pretrained if spec['pretrained']
+                                   else None, shape, args, seed)
+                (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
+                print(f'trained {run_dir.name} in {time.monotonic() - start:.0f} s',
+                      flush=True)
+                continue
             cmd = [sys.executable, '-m', 'am_learning.cli_train', '--dataset', str(task_cache),
                    '--run-dir', str(run_dir), '--observation', 'state', '--agent', 'am',
                    '--seed', str(seed), '--updates', str(args.updates), '--device',
@@ -294,6 +309,59 @@ def stage_train(args: argparse.Namespace, work: Path, task_cache: Path,
             (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
             print(f'trained {run_dir.name} in {time.monotonic() - start:.0f} s', flush=True)
     return runs
+
+
+def conservative_task_trainer() -> type:
+    '''A Trainer whose batches are task batches and whose loss is AM's q_learning_loss.
+
+    Built with task_weight=0 (so Trainer.update takes the goal-reaching path), it samples
+    Trainer._task_batch (task rewards from the manifest's success flags, task_positive_prob
+    of rewarded transitions) with the goal slot set to the all-zero task goal, so the loss is
+    the task TD error plus the conservative term: sampled actions pushed to Q = 0.
+    '''
+    from am_learning.train import Trainer, task_rewards
+
+    class ConservativeTaskTrainer(Trainer):
+        def __init__(self, config: Any, dataset: Any, **kwargs: Any) -> None:
+            super().__init__(config, dataset, **kwargs)
+            self.rewards = task_rewards(dataset, 'episode_success')
+            episode = dataset.episode_index()
+            self.rewarded = np.flatnonzero((self.rewards[1:] > 0)
+                                           & (episode[1:] == episode[:-1]))
+            self.task_goal = self._zero_goal()
+
+        def sample_batch(self, n: int | None = None) -> Any:
+            batch = self._task_batch(n or self.config.batch_size)
+            batch.goal = self.task_goal.expand(batch.obs.shape[0], -1)
+            return batch
+
+    return ConservativeTaskTrainer
+
+
+def train_conservative(run_dir: Path, task_cache: Path, pretrained: Path | None,
+                       shape: list[str], args: argparse.Namespace, seed: int) -> None:
+    '''Train a diagnostic `_neg` agent in this process (see conservative_task_trainer).'''
+    from am_learning.cli_train import fit_to_dataset, parse_value
+    from am_learning.config import TrainConfig
+    from am_learning.data import load_dataset
+
+    dataset = load_dataset(task_cache)
+    overrides: dict[str, Any] = {
+        'agent': 'am', 'network.observation': 'state', 'seed': seed, 'updates': args.updates,
+        'device': args.device, 'num_threads': args.threads, 'gamma': args.gamma,
+        'task_weight': 0.0, 'finetune_from': str(pretrained) if pretrained else ''}
+    for item in [*shape, *args.set]:
+        key, value = item.split('=', 1)
+        overrides[key] = parse_value(value)
+    config = fit_to_dataset(TrainConfig().with_overrides(overrides), dataset).validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'variant.json').write_text(json.dumps({
+        'objective': 'task TD + conservative negatives (losses.q_learning_loss on task '
+                     'batches, zero goal); config.json says task_weight=0 only because the '
+                     'Trainer is driven through its goal-reaching path'}, indent=1))
+    trainer = conservative_task_trainer()(config, dataset, run_dir=run_dir)
+    trainer.train()
+    trainer.save()
 
 
 class FixedGoalPolicy:
@@ -360,6 +428,16 @@ def _accelerator() -> str:
     return 'no GPU'
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    '''Wilson score interval of a success rate, in percent (95% for z = 1.96).'''
+    if n <= 0:
+        raise ValueError('no rollouts')
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
+
+
 def _transitions(manifest: dict) -> int | None:
     counts = manifest.get('counts') or {}
     if 'frames' not in counts or 'episodes' not in counts:
@@ -376,12 +454,17 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path],
                  pretrained: Path) -> dict:
     dataset = f'{args.scene.replace("-", "_")}_task{args.task}'
     per_agent: dict[str, list[float]] = {}
+    counts: dict[str, list[int]] = {}
     per_run = {}
     for run_dir in runs:
         report = json.loads((run_dir / 'eval.json').read_text())
         agent = run_dir.name.rsplit('_s', 1)[0]
         pct = float(report['success_pct']['eval_tasks'])
         per_agent.setdefault(agent, []).append(pct)
+        wins = sum(bool(d['success']) for d in report['rollout_details'])
+        tally = counts.setdefault(agent, [0, 0])
+        tally[0] += wins
+        tally[1] += len(report['rollout_details'])
         rows = _rows(run_dir / 'metrics.csv')
         last = rows[-1] if rows else {}
         details = report['rollout_details']
@@ -401,7 +484,7 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path],
     pretrain_s = float(done.read_text()) if not args.pretrained and done.exists() else 0.0
     data = json.loads((work / 'task_data.json').read_text())
     success = {agent: {dataset: float(np.mean(v))} for agent, v in per_agent.items()}
-    spread = {agent: {dataset: float(np.std(v))} for agent, v in per_agent.items()}
+    ci = {agent: {dataset: list(wilson_interval(*counts[agent]))} for agent in per_agent}
     from am_learning.checkpoint import read_metadata
 
     pre_meta = read_metadata(pretrained)
@@ -414,7 +497,10 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path],
         'git_commit': git_commit('src/am_learning', 'src/am_sim', 'bench/finetune.py'),
         'metrics': {
             'success': success,
-            'success_std': spread,
+            'success_ci95': ci,
+            **({'success_std': {agent: {dataset: float(np.std(v))}
+                                for agent, v in per_agent.items()}}
+               if len(args.seeds) > 1 else {}),
             'rollouts': args.rollouts,
             'seeds': len(args.seeds),
             'updates': args.updates,
@@ -454,20 +540,26 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
     m = result['metrics']
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     agents = list(m['success'])
-    axes[0].bar(agents, [m['success'][a][dataset] for a in agents],
-                yerr=[m['success_std'][a][dataset] for a in agents],
-                color=['tab:green', 'tab:gray', 'tab:blue'][:len(agents)])
+    means = np.array([m['success'][a][dataset] for a in agents])
+    ci = np.array([m['success_ci95'][a][dataset] for a in agents])
+    axes[0].bar(agents, means, yerr=[means - ci[:, 0], ci[:, 1] - means], capsize=3,
+                color=['tab:green', 'tab:gray', 'tab:blue', 'tab:olive', 'tab:brown',
+                       'tab:cyan'][:len(agents)])
+    axes[0].tick_params(axis='x', labelsize=8)
     axes[0].set_ylabel('success %')
     axes[0].set_ylim(0, 100)
-    axes[0].set_title(f'{dataset}: {m["rollouts"]} rollouts per agent and seed')
+    axes[0].set_title(f'{dataset}: {m["rollouts"]} rollouts per agent and seed '
+                      '(Wilson 95%)', fontsize=9)
     for run_dir in runs:
         rows = _rows(run_dir / 'metrics.csv')
-        if rows and 'task/q_mean' in rows[0]:
+        key = next((k for k in ('task/q_mean', 'critic/q_mean') if rows and k in rows[0]),
+                   None)
+        if key:
             axes[1].plot([float(r['step']) for r in rows],
-                         [float(r['task/q_mean']) if r['task/q_mean'] else np.nan
-                          for r in rows], label=run_dir.name)
+                         [float(r[key]) if r[key] else np.nan for r in rows],
+                         label=run_dir.name)
     axes[1].set_xlabel('updates')
-    axes[1].set_ylabel('task/q_mean (batch)')
+    axes[1].set_ylabel('task Q on task batches (task/ or critic/q_mean)')
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(plot, dpi=100)
@@ -479,12 +571,15 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
         f'# {NAME}: {dataset}', '',
         f'`{result["command"]}`  ', f'{result["date"]}, {result["machine"]}, '
         f'commit {result["git_commit"][:10]}', '',
-        '| agent | success % (mean) | std over seeds | seeds | rollouts per seed |',
-        '|---|---|---|---|---|',
+        '| agent | success % (mean) | 95% interval (Wilson, all rollouts) | std over seeds '
+        '| seeds | rollouts per seed |',
+        '|---|---|---|---|---|---|',
     ]
     for agent in agents:
-        lines.append(f'| {agent} | {m["success"][agent][dataset]:.1f} | '
-                     f'{m["success_std"][agent][dataset]:.1f} | {m["seeds"]} | '
+        lo, hi = m['success_ci95'][agent][dataset]
+        std = m.get('success_std', {}).get(agent, {}).get(dataset)
+        lines.append(f'| {agent} | {m["success"][agent][dataset]:.1f} | {lo:.0f}-{hi:.0f} | '
+                     f'{"-" if std is None else f"{std:.1f}"} | {m["seeds"]} | '
                      f'{m["rollouts"]} |')
     lines += [
         '', f'Reference: the pre-trained AM checkpoint as a goal-reaching policy given the '
@@ -527,7 +622,8 @@ def main() -> None:
     parser.add_argument('--play-episodes', type=int, default=200)
     parser.add_argument('--play-steps', type=int, default=1000)
     parser.add_argument('--pretrain-updates', type=int, default=15000)
-    parser.add_argument('--agents', default=','.join(AGENTS))
+    parser.add_argument('--agents', default=','.join(DEFAULT_AGENTS),
+                        help=f'among {", ".join(AGENTS)} (the _neg ones: diagnostic)')
     parser.add_argument('--seeds', default='0,1,2')
     parser.add_argument('--updates', type=int, default=20000)
     parser.add_argument('--gamma', type=float, default=0.99)
