@@ -9,6 +9,7 @@ Three agents learn the task Q-function Q_task(s, a) = Q(s, a, g_task) (g_task: t
 all-zero goal, losses.task_loss) from the same ~50 task episodes:
   finetuned  initialised from an AM checkpoint pre-trained on play data (finetune_from),
              task loss only (task_weight=1, aux_weight=0);
+(the task loss keeps AM's conservative negative-action term, as every Q target of (1));
   scratch    the same from random weights;
   auxiliary  from random weights, task loss + AM's goal-reaching loss on the task episodes
              (task_weight=1, aux_weight=1: the slides' joint objective).
@@ -54,12 +55,6 @@ AGENTS = {
     'finetuned': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': True},
     'scratch': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': False},
     'auxiliary': {'task_weight': 1.0, 'aux_weight': 1.0, 'pretrained': False},
-    # Diagnostic variants (not TrainConfig's task loss): the task batch through AM's own
-    # q_learning_loss, i.e. task TD plus the conservative negative-action term.
-    'finetuned_neg': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': True,
-                      'conservative': True},
-    'scratch_neg': {'task_weight': 1.0, 'aux_weight': 0.0, 'pretrained': False,
-                    'conservative': True},
 }
 DEFAULT_AGENTS = ('finetuned', 'scratch', 'auxiliary')
 MAX_STEPS = {'cube-single': 200, 'cube-double': 500}
@@ -284,13 +279,6 @@ def stage_train(args: argparse.Namespace, work: Path, task_cache: Path,
                 continue
             spec = AGENTS[agent]
             start = time.monotonic()
-            if spec.get('conservative'):
-                train_conservative(run_dir, task_cache, pretrained if spec['pretrained']
-                                   else None, shape, args, seed)
-                (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
-                print(f'trained {run_dir.name} in {time.monotonic() - start:.0f} s',
-                      flush=True)
-                continue
             cmd = [sys.executable, '-m', 'am_learning.cli_train', '--dataset', str(task_cache),
                    '--run-dir', str(run_dir), '--observation', 'state', '--agent', 'am',
                    '--seed', str(seed), '--updates', str(args.updates), '--device',
@@ -309,59 +297,6 @@ def stage_train(args: argparse.Namespace, work: Path, task_cache: Path,
             (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
             print(f'trained {run_dir.name} in {time.monotonic() - start:.0f} s', flush=True)
     return runs
-
-
-def conservative_task_trainer() -> type:
-    '''A Trainer whose batches are task batches and whose loss is AM's q_learning_loss.
-
-    Built with task_weight=0 (so Trainer.update takes the goal-reaching path), it samples
-    Trainer._task_batch (task rewards from the manifest's success flags, task_positive_prob
-    of rewarded transitions) with the goal slot set to the all-zero task goal, so the loss is
-    the task TD error plus the conservative term: sampled actions pushed to Q = 0.
-    '''
-    from am_learning.train import Trainer, task_rewards
-
-    class ConservativeTaskTrainer(Trainer):
-        def __init__(self, config: Any, dataset: Any, **kwargs: Any) -> None:
-            super().__init__(config, dataset, **kwargs)
-            self.rewards = task_rewards(dataset, 'episode_success')
-            episode = dataset.episode_index()
-            self.rewarded = np.flatnonzero((self.rewards[1:] > 0)
-                                           & (episode[1:] == episode[:-1]))
-            self.task_goal = self._zero_goal()
-
-        def sample_batch(self, n: int | None = None) -> Any:
-            batch = self._task_batch(n or self.config.batch_size)
-            batch.goal = self.task_goal.expand(batch.obs.shape[0], -1)
-            return batch
-
-    return ConservativeTaskTrainer
-
-
-def train_conservative(run_dir: Path, task_cache: Path, pretrained: Path | None,
-                       shape: list[str], args: argparse.Namespace, seed: int) -> None:
-    '''Train a diagnostic `_neg` agent in this process (see conservative_task_trainer).'''
-    from am_learning.cli_train import fit_to_dataset, parse_value
-    from am_learning.config import TrainConfig
-    from am_learning.data import load_dataset
-
-    dataset = load_dataset(task_cache)
-    overrides: dict[str, Any] = {
-        'agent': 'am', 'network.observation': 'state', 'seed': seed, 'updates': args.updates,
-        'device': args.device, 'num_threads': args.threads, 'gamma': args.gamma,
-        'task_weight': 0.0, 'finetune_from': str(pretrained) if pretrained else ''}
-    for item in [*shape, *args.set]:
-        key, value = item.split('=', 1)
-        overrides[key] = parse_value(value)
-    config = fit_to_dataset(TrainConfig().with_overrides(overrides), dataset).validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / 'variant.json').write_text(json.dumps({
-        'objective': 'task TD + conservative negatives (losses.q_learning_loss on task '
-                     'batches, zero goal); config.json says task_weight=0 only because the '
-                     'Trainer is driven through its goal-reaching path'}, indent=1))
-    trainer = conservative_task_trainer()(config, dataset, run_dir=run_dir)
-    trainer.train()
-    trainer.save()
 
 
 class FixedGoalPolicy:
@@ -623,7 +558,7 @@ def main() -> None:
     parser.add_argument('--play-steps', type=int, default=1000)
     parser.add_argument('--pretrain-updates', type=int, default=15000)
     parser.add_argument('--agents', default=','.join(DEFAULT_AGENTS),
-                        help=f'among {", ".join(AGENTS)} (the _neg ones: diagnostic)')
+                        help=f'among {", ".join(AGENTS)}')
     parser.add_argument('--seeds', default='0,1,2')
     parser.add_argument('--updates', type=int, default=20000)
     parser.add_argument('--gamma', type=float, default=0.99)

@@ -52,20 +52,6 @@ def test_manifest_success_checks_the_flags_against_the_recording():
         finetune.manifest_success({'episodes': manifest['episodes'][:1]}, recorded)
 
 
-def test_conservative_task_trainer_uses_task_batches_with_the_zero_goal_and_negatives():
-    from am_learning.testing import make_point_dataset, tiny_config
-
-    dataset = make_point_dataset(6, 20, image_size=None, seed=0)  # odd episodes succeed
-    trainer = finetune.conservative_task_trainer()(tiny_config('state', updates=3), dataset)
-    np.testing.assert_array_equal(np.flatnonzero(trainer.rewards),
-                                  dataset.episode_ends[1::2] - 1)
-    batch = trainer.sample_batch(64)
-    assert tuple(batch.goal.shape) == (64, 2) and not batch.goal.any()
-    assert set(batch.reward.tolist()) <= {0.0, 1.0}
-    metrics = trainer.update()
-    assert metrics['critic/negative_loss'] > 0 and np.isfinite(metrics['optim/loss'])
-
-
 def test_wilson_interval():
     lo, hi = finetune.wilson_interval(11, 30)
     assert (round(lo, 1), round(hi, 1)) == (21.9, 54.5)

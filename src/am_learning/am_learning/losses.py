@@ -118,17 +118,26 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
         'critic/chain_fraction': batch.chain.mean().item(),
     }
     loss = td
-    rc = cfg.relabel
-    if negatives and rc.num_negatives > 0 and rc.negative_weight > 0:
-        neg_actions = sample_negative_actions(q_net, feature, rc.num_negatives, cfg, generator)
-        neg_logit = q_net.logits(feature, neg_actions)  # (B, M)
-        neg = q_regression(neg_logit, torch.zeros_like(neg_logit, dtype=torch.float32),
-                           cfg.loss).mean()
-        loss = loss + rc.negative_weight * neg
-        metrics['critic/negative_loss'] = neg.item()
-        metrics['critic/q_negative_mean'] = torch.sigmoid(neg_logit.detach().float()).mean().item()
+    if negatives:
+        loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'critic')
     metrics['critic/loss'] = loss.item()
     return loss, metrics
+
+
+def negative_action_loss(q_net: QNetwork, feature: torch.Tensor, cfg: TrainConfig,
+                         generator: torch.Generator, metrics: Metrics,
+                         prefix: str) -> torch.Tensor:
+    '''The conservative term of (1), weighted: sampled unseen actions regressed to Q = 0.'''
+    rc = cfg.relabel
+    if rc.num_negatives == 0 or rc.negative_weight == 0:
+        return torch.zeros((), device=feature.device)
+    neg_actions = sample_negative_actions(q_net, feature, rc.num_negatives, cfg, generator)
+    neg_logit = q_net.logits(feature, neg_actions)  # (B, M)
+    neg = q_regression(neg_logit, torch.zeros_like(neg_logit, dtype=torch.float32),
+                       cfg.loss).mean()
+    metrics[f'{prefix}/negative_loss'] = neg.item()
+    metrics[f'{prefix}/q_negative_mean'] = torch.sigmoid(neg_logit.detach().float()).mean().item()
+    return rc.negative_weight * neg
 
 
 def gcbc_loss(policy: PolicyNetwork, batch: TensorBatch) -> tuple[torch.Tensor, Metrics]:
@@ -140,12 +149,16 @@ def gcbc_loss(policy: PolicyNetwork, batch: TensorBatch) -> tuple[torch.Tensor, 
 
 
 def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_goal: torch.Tensor,
-              cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
+              cfg: TrainConfig, generator: torch.Generator, *,
+              negatives: bool) -> tuple[torch.Tensor, Metrics]:
     '''Task Q-learning with a task reward: Q_task(s, a) = Q(s, a, g_task), g_task fixed.
 
     batch.reward is the task reward of the transition (1 = the task is done on arrival, a
     terminal transition); the goal slot holds the fixed task goal, so a pre-trained
-    goal-conditioned network is a valid initialisation of the task Q-function.
+    goal-conditioned network is a valid initialisation of the task Q-function. With
+    `negatives`, the conservative term of (1) as in goal reaching: without it the task Q
+    of unseen actions climbs to ~0.9 on a 50-episode dataset and the greedy policy fails
+    (bench/results/finetune.md).
     '''
     goal = task_goal.expand(batch.obs.shape[0], *task_goal.shape[1:])
     feature = q_net.encode(batch.obs, goal, batch.proprio)
@@ -154,8 +167,12 @@ def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_go
         next_feature = target_net.encode(batch.next_obs, goal, batch.next_proprio)
         v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
         y = (batch.reward + cfg.gamma * (1.0 - batch.reward) * v_max).clamp_(0.0, 1.0)
-    loss = q_regression(logit, y, cfg.loss).mean()
-    return loss, {'task/td_loss': loss.item(),
-                  'task/q_mean': torch.sigmoid(logit.detach().float()).mean().item(),
-                  'task/target_mean': y.mean().item(),
-                  'task/reward_fraction': batch.reward.mean().item()}
+    td = q_regression(logit, y, cfg.loss).mean()
+    metrics = {'task/td_loss': td.item(),
+               'task/q_mean': torch.sigmoid(logit.detach().float()).mean().item(),
+               'task/target_mean': y.mean().item(),
+               'task/reward_fraction': batch.reward.mean().item()}
+    loss = td
+    if negatives:
+        loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'task')
+    return loss, metrics

@@ -261,7 +261,7 @@ class Trainer:
         if cfg.task_weight > 0:
             l_task, task_metrics = losses.task_loss(
                 self.net, self.target, self._task_batch(cfg.batch_size), self.task_goal, cfg,
-                self.generator)
+                self.generator, negatives=cfg.agent == 'am')
             loss = loss + cfg.task_weight * l_task
             metrics.update(task_metrics)
         return loss, metrics
@@ -277,7 +277,7 @@ class Trainer:
             if batch is None:  # task-only training (fine-tuning / from scratch)
                 loss, metrics = losses.task_loss(
                     self.net, self.target, self._task_batch(cfg.batch_size), self.task_goal,
-                    cfg, self.generator)
+                    cfg, self.generator, negatives=cfg.agent == 'am')
                 loss = cfg.task_weight * loss
             else:
                 loss, metrics = self.compute_loss(batch)
