@@ -38,3 +38,12 @@ def git_commit(*paths: str) -> str:
     dirty = subprocess.run(['git', 'status', '--porcelain', '--', *paths], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip() if paths else ''
     return head + ('-dirty' if dirty else '')
+
+
+def state_training_args() -> list[str]:
+    '''am-train arguments of every state-based bench: OGBench's joint velocities left out of
+    the networks' input (am_learning.envs.JOINT_VELOCITY_DIMS says why). A bench's own
+    `--set network.state_ignore=[]` comes later on the command line and puts them back.'''
+    from am_learning.envs.operator import JOINT_VELOCITY_DIMS
+
+    return ['--set', f'network.state_ignore={list(JOINT_VELOCITY_DIMS)}']

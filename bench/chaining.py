@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import git_commit, machine
+from benchlib import git_commit, machine, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,7 +300,8 @@ def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]
                '--run-dir', str(run_dir), '--observation', 'state', '--agent', 'am',
                '--seed', seed, '--updates', str(args.updates), '--device', args.device,
                '--no-progress', '--set', f'num_threads={args.threads}',
-               '--set', f'relabel.goal_chaining={AGENTS[agent]}', '--set', 'gamma=0.99']
+               '--set', f'relabel.goal_chaining={AGENTS[agent]}', '--set', 'gamma=0.99',
+               *state_training_args()]
         for item in args.set:
             cmd += ['--set', item]
         start = time.monotonic()

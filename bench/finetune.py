@@ -46,7 +46,7 @@ import sys
 import time
 from typing import Any
 
-from benchlib import git_commit, machine
+from benchlib import git_commit, machine, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,7 +254,7 @@ def stage_pretrain(args: argparse.Namespace, work: Path, play_cache: Path | None
              '--run-dir', str(run_dir), '--observation', 'state', '--agent', 'am',
              '--seed', '0', '--updates', str(args.pretrain_updates), '--device', args.device,
              '--no-progress', '--set', f'num_threads={args.threads}',
-             '--set', f'gamma={args.gamma}'], run_dir / 'train.log')
+             '--set', f'gamma={args.gamma}', *state_training_args()], run_dir / 'train.log')
         (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
     return run_dir / 'checkpoint'
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import git_commit, machine
+from benchlib import git_commit, machine, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]
         cmd = [sys.executable, '-m', 'am_learning.cli_train', '--dataset', str(cache),
                '--run-dir', str(run_dir), '--observation', 'state', '--agent', agent,
                '--seed', seed, '--device', args.device,
-               '--no-progress', '--set', f'num_threads={args.threads}']
+               '--no-progress', '--set', f'num_threads={args.threads}', *state_training_args()]
         if args.config:
             cmd += ['--config', args.config]
         for item in args.set:

@@ -42,6 +42,10 @@ class NetworkConfig:
     '''Length of the proprioception vector (6 arm joints + gripper opening); 0 for none.'''
     state_dim: int = 0
     '''Length of the state vector (state networks only).'''
+    state_ignore: tuple[int, ...] = ()
+    '''Indices of state-vector entries the state networks never see (zeroed in the state
+    and the goal), e.g. joint velocities, from which a smooth demonstrator's next action
+    can be read off without looking at the goal (the copycat shortcut).'''
     action_dim: int = 5
     '''Length of the normalised action (see am_learning.conventions).'''
 
@@ -226,6 +230,8 @@ class TrainConfig:
             ('network.image_size', self.network.image_size >= 16),
             ('network.state_dim', self.network.observation != 'state'
              or self.network.state_dim > 0),
+            ('network.state_ignore', all(0 <= i < max(self.network.state_dim, 1)
+                                         for i in self.network.state_ignore)),
             ('relabel.hindsight_goal_prob', 0.0 <= self.relabel.hindsight_goal_prob <= 1.0),
             ('relabel.random_goal_negative_prob',
              0.0 <= self.relabel.random_goal_negative_prob <= 1.0),

@@ -61,6 +61,9 @@ class StateTrunk(nn.Module):
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         self.proprio_dim = cfg.proprio_dim
+        keep = torch.ones(cfg.state_dim)
+        keep[list(cfg.state_ignore)] = 0.0
+        self.register_buffer('keep', keep, persistent=False)
         self.proj = nn.Linear(2 * cfg.state_dim + cfg.proprio_dim, cfg.trunk_dim)
         self.proj_norm = _norm(cfg, cfg.trunk_dim)
         layers: list[nn.Module] = []
@@ -71,7 +74,7 @@ class StateTrunk(nn.Module):
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor,
                 proprio: torch.Tensor | None) -> torch.Tensor:
-        parts = [obs, goal] + ([proprio] if self.proprio_dim else [])
+        parts = [obs * self.keep, goal * self.keep] + ([proprio] if self.proprio_dim else [])
         h = self.proj_norm(self.proj(torch.cat(parts, dim=-1)))
         return self.mlp(torch.relu(h))  # (B, F)
 

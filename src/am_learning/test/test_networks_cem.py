@@ -106,3 +106,29 @@ def test_trunk_accepts_the_configured_sizes(size: int) -> None:
                                  hidden_dims=(8,)))
     obs, goal, proprio = image_batch(2, size=size)
     assert net(obs, goal, proprio, torch.zeros(2, 5)).shape == (2,)
+
+
+def test_ignored_state_entries_never_reach_the_output() -> None:
+    cfg = NetworkConfig(observation='state', state_dim=8, proprio_dim=0, state_ignore=(2, 5))
+    net = QNetwork(cfg).eval()
+    gen = torch.Generator().manual_seed(0)
+    obs, goal = torch.randn(4, 8, generator=gen), torch.randn(4, 8, generator=gen)
+    action = torch.rand(4, 5, generator=gen) * 2 - 1
+    changed_obs, changed_goal = obs.clone(), goal.clone()
+    changed_obs[:, [2, 5]] += 3.0
+    changed_goal[:, [2, 5]] -= 3.0
+    seen_obs = obs.clone()
+    seen_obs[:, 0] += 3.0
+    with torch.no_grad():
+        base = net(obs, goal, None, action)
+        torch.testing.assert_close(net(changed_obs, changed_goal, None, action), base)
+        assert not torch.allclose(net(seen_obs, goal, None, action), base)
+
+
+def test_state_ignore_outside_the_state_vector_is_rejected() -> None:
+    from am_learning.config import TrainConfig
+
+    cfg = TrainConfig(network=NetworkConfig(observation='state', state_dim=8,
+                                            state_ignore=(8,)))
+    with pytest.raises(ValueError, match='network.state_ignore'):
+        cfg.validate()

@@ -5,6 +5,7 @@ evaluation all use `make_scene`, so they render and step identically.
 '''
 
 from am_learning.envs.operator import (
+    JOINT_VELOCITY_DIMS,
     OPERATED_SCENES,
     OPERATORS,
     OperatorConfig,
@@ -20,6 +21,7 @@ from am_learning.envs.scene import REACH_TOLERANCE_M, SCENES, Scene, make_scene
 __all__ = [
     'decode_puzzle_state',
     'decode_state',
+    'JOINT_VELOCITY_DIMS',
     'OPERATED_SCENES',
     'make_operator',
     'make_scene',
