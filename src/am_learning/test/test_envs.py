@@ -353,3 +353,15 @@ def test_other_scenes_step_render_and_load_tasks(name):
     s.load_reach_task(seed=1)
     assert s.goal_distance() > 0
     s.close()
+
+
+def test_scene_task_success_is_ogbench_verdict(scene_scene):
+    '''No `scene` evaluation task starts solved, and task_solved agrees with SceneEnv's own
+    success (every cube, button, the drawer and the window at their targets).'''
+    u = scene_scene._env
+    for task in range(1, scene_scene.num_eval_tasks + 1):
+        scene_scene.load_eval_task(task, seed=0)
+        for _ in range(3):
+            scene_scene.hold()
+            assert scene_scene.task_solved() == bool(u._success)
+        assert not scene_scene.task_solved(), f'task{task} counted as solved at its start'

@@ -20,6 +20,7 @@ is relative, `operator.action_to_ogbench` converts.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 import warnings
 
 import numpy as np
@@ -61,6 +62,19 @@ def _hide_faint_arm(model: 'mujoco.MjModel') -> None:  # noqa: F821
         mesh = model.mesh(model.geom_dataid[g]).name
         if not name.startswith(_GRIPPER_PREFIX) or mesh in _HEAVY_GRIPPER_MESHES:
             model.geom_group[g] = _HIDDEN_GROUP
+
+
+def _flatten_successes(successes: Any) -> list[bool]:
+    '''OGBench's per-object successes as one flat list: cube and puzzle scenes return a list
+    of booleans, `scene` a tuple (cube list, button list, drawer, window), where a plain
+    all() would count every non-empty list as a success.'''
+    flat: list[bool] = []
+    for item in successes:
+        if isinstance(item, list | tuple | np.ndarray):
+            flat.extend(_flatten_successes(item))
+        else:
+            flat.append(bool(item))
+    return flat
 
 
 @contextmanager
@@ -302,7 +316,7 @@ class Scene:
         if self._task == 'reach':
             return bool(self.goal_distance() <= REACH_TOLERANCE_M)
         if self._task.startswith('task'):
-            return bool(all(self._env._compute_successes()))
+            return all(_flatten_successes(self._env._compute_successes()))
         return False
 
     def goal_distance(self) -> float:
