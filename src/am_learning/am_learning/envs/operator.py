@@ -43,9 +43,9 @@ CUBE_DIM = 9
 JOINT_VELOCITY_DIMS = tuple(range(6, 12))
 '''proprio/joint_vel in every OGBench manipulation state vector. A smooth demonstrator's
 next action can be read off these without looking at the goal, and a network given them
-learns that shortcut (measured on cube-single play data: greedy actions followed the data's
-motion, cosine 0.8, and barely the goal, 0.08; without them 0.35 towards the goal):
-state-based training leaves them out (NetworkConfig.state_ignore).'''
+learns that shortcut (bench/results/goal_sensitivity.md, cube-single play data: AM's greedy
+actions followed the data's motion, cosine 0.80, and not the goal, 0.01; without them 0.27
+towards the goal): state-based training leaves them out (NetworkConfig.state_ignore).'''
 # OGBench's sampling boxes (ManipSpaceEnv.__init__), metres.
 ARM_SAMPLING_BOUNDS = np.array([[0.25, -0.35, 0.20], [0.6, 0.35, 0.35]])
 TARGET_SAMPLING_BOUNDS = np.array([[0.3, -0.3], [0.55, 0.3]])
