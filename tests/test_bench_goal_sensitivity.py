@@ -49,3 +49,10 @@ def test_a_goal_conditioned_policy_acts_towards_a_moved_effector(tmp_path, datas
     assert abs(row['data_towards_goal']) < 0.1
     assert row['towards_goal'] > 0.25, row
     assert abs(row['copies_data']) < 0.2, row
+
+
+def test_a_checkpoint_that_does_not_fit_the_dataset_is_a_clear_error(tmp_path, dataset):
+    checkpoint = train(tmp_path, dataset, 'gcbc')
+    narrower = replace(dataset, states=dataset.states[:, :STATE_DIM - 1])
+    with pytest.raises(SystemExit, match='network.state_dim=20 but dataset states have 19'):
+        goal_sensitivity.measure(checkpoint, narrower, samples=16, seed=0)

@@ -40,6 +40,8 @@ XYZ_SCALER = 10.0
 GRIPPER_SCALER = 3.0
 PROPRIO_DIM = 19
 CUBE_DIM = 9
+EFFECTOR_POS_DIMS = slice(12, 15)
+'''proprio/effector_pos, (metres - XYZ_CENTER) * XYZ_SCALER.'''
 JOINT_VELOCITY_DIMS = tuple(range(6, 12))
 '''proprio/joint_vel in every OGBench manipulation state vector. A smooth demonstrator's
 next action can be read off these without looking at the goal, and a network given them
@@ -106,7 +108,7 @@ def decode_state(state: np.ndarray, num_cubes: int) -> dict[str, np.ndarray]:
                          f'got {s.shape}')
     info = {
         'proprio/joint_pos': s[0:6].copy(),
-        'proprio/effector_pos': s[12:15] / XYZ_SCALER + XYZ_CENTER,
+        'proprio/effector_pos': s[EFFECTOR_POS_DIMS] / XYZ_SCALER + XYZ_CENTER,
         'proprio/effector_yaw': np.array([np.arctan2(s[16], s[15])]),
         'proprio/gripper_opening': np.array([s[17] / GRIPPER_SCALER]),
     }
