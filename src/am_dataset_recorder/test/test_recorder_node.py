@@ -268,7 +268,9 @@ def test_unwritable_output_dir_is_refused(start_node, ros_node, tmp_path: Path) 
         refused = probe.start()
         assert not refused.success and 'not writable' in refused.message
         assert refused.episode_id == ''
-        assert recorder.alive() and not probe.status[-1].recording
+        # The status timer may have caught the moment between the request and the writer
+        # thread's refusal: the refused episode must be gone from the next status.
+        assert recorder.alive() and wait_for(lambda: not probe.status[-1].recording)
 
         # Parameters: a bad value is rejected by the node; a good folder recovers.
         set_request = probe.params_client.srv_type.Request()
