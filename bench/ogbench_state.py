@@ -82,6 +82,8 @@ def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]
                '--no-progress', '--set', f'num_threads={args.threads}', *state_training_args()]
         if args.config:
             cmd += ['--config', args.config]
+        if args.time_limit_min > 0:
+            cmd += ['--time-limit-min', str(args.time_limit_min)]
         for item in args.set:
             cmd += ['--set', item]
         start = time.monotonic()
@@ -105,16 +107,25 @@ def curve_points(args: argparse.Namespace) -> list[int]:
     return sorted({p for p in args.curve if 0 < p < args.updates} | {args.updates})
 
 
-def checkpoints(args: argparse.Namespace, run_dir: Path) -> list[tuple[int, Path]]:
-    '''(updates, checkpoint folder) of a run, in order; the last one is the final model.'''
-    return [(p, run_dir / 'curve' / str(p) if p < args.updates else run_dir / 'checkpoint')
-            for p in curve_points(args)]
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    '''(updates, checkpoint folder) of a run as it stands on disk, in order: its curve
+    snapshots, then the final model. Read from the run, not the arguments, so that a run
+    stopped by a time limit or resumed further (bench/gpu_ogbench_state.sh) reports the
+    updates it really made.'''
+    from am_learning.checkpoint import META_FILE, read_metadata
+
+    def step(ckpt: Path) -> int:
+        return int(read_metadata(ckpt)['step'])
+
+    final = run_dir / 'checkpoint'
+    snapshots = [(step(c), c) for c in (run_dir / 'curve').glob('*') if (c / META_FILE).exists()]
+    return sorted(p for p in snapshots if p[0] < step(final)) + [(step(final), final)]
 
 
 def stage_eval(args: argparse.Namespace, runs: list[Path]) -> None:
     def evaluate(job: tuple[Path, int, Path]) -> None:
         run_dir, point, ckpt = job
-        out = run_dir / 'eval' if point == args.updates else ckpt / 'eval'
+        out = run_dir / 'eval' if ckpt.name == 'checkpoint' else ckpt / 'eval'
         if (out / 'eval.json').exists():
             return
         run([sys.executable, '-m', 'am_learning.cli_eval', str(ckpt),
@@ -125,7 +136,7 @@ def stage_eval(args: argparse.Namespace, runs: list[Path]) -> None:
         print(f'evaluated {run_dir.name} at {point} updates', flush=True)
 
     os.environ.setdefault('OMP_NUM_THREADS', '1')
-    jobs = [(r, p, c) for r in runs for p, c in checkpoints(args, r)]
+    jobs = [(r, p, c) for r in runs for p, c in checkpoints(r)]
     with ThreadPoolExecutor(args.eval_jobs) as pool:
         list(pool.map(evaluate, jobs))
 
@@ -159,10 +170,11 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         per_agent.setdefault(agent, []).append(pct)
         last = _last_row(run_dir / 'metrics.csv')
         curve = {}
-        for point, ckpt in checkpoints(args, run_dir)[:-1]:
+        *snapshots, (updates, _) = checkpoints(run_dir)
+        for point, ckpt in snapshots:
             curve[point] = float(json.loads((ckpt / 'eval' / 'eval.json').read_text())
                                  ['success_pct']['eval_tasks'])
-        curve[args.updates] = pct
+        curve[updates] = pct
         per_agent_curve.setdefault(agent, []).append(curve)
         per_run[run_dir.name] = {
             'success_curve': curve,
@@ -174,7 +186,8 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         }
     success = {agent: {dataset: float(np.mean(v))} for agent, v in per_agent.items()}
     spread = {agent: {dataset: float(np.std(v))} for agent, v in per_agent.items()}
-    curves = {agent: {str(p): float(np.mean([c[p] for c in cs])) for p in cs[0]}
+    curves = {agent: {str(p): float(np.mean([c[p] for c in cs]))
+                      for p in sorted(set.intersection(*(set(c) for c in cs)))}
               for agent, cs in per_agent_curve.items()}
     timing = json.loads((work / 'data_timing.json').read_text()) \
         if (work / 'data_timing.json').exists() else {}
@@ -190,7 +203,7 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
             'success_curve': curves,
             'rollouts': args.rollouts * 5,
             'seeds': len(args.seeds),
-            'updates': args.updates,
+            'updates': {agent: max(int(p) for p in c) for agent, c in curves.items()},
             'dataset_transitions': args.episodes * args.steps,
             **{f'data_{k}': v for k, v in timing.items()},
         },
@@ -252,15 +265,17 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
     for agent in agents:
         lines.append(f'| {agent} | {m["success"][agent][dataset]:.1f} | '
                      f'{m["success_std"][agent][dataset]:.1f} | {m["seeds"]} |')
-    lines += ['', f'Rollouts per agent and seed: {m["rollouts"]}; updates: {m["updates"]}; '
+    updates = ', '.join(f'{a} {u:,}' for a, u in m['updates'].items())
+    points = sorted({int(p) for c in m['success_curve'].values() for p in c})
+    lines += ['', f'Rollouts per agent and seed: {m["rollouts"]}; updates: {updates}; '
               f'dataset: {m["dataset_transitions"]} transitions.', '',
               f'Published on the same protocol: {result["published"]}', '',
               'Success % against updates (mean over seeds):', '',
-              '| agent | ' + ' | '.join(f'{int(p):,} upd' for p in
-                                        next(iter(m['success_curve'].values()))) + ' |',
-              '|---|' + '---|' * len(next(iter(m['success_curve'].values())))]
+              '| agent | ' + ' | '.join(f'{p:,} upd' for p in points) + ' |',
+              '|---|' + '---|' * len(points)]
     for agent, curve in m['success_curve'].items():
-        lines.append(f'| {agent} | ' + ' | '.join(f'{v:.1f}' for v in curve.values()) + ' |')
+        lines.append(f'| {agent} | ' + ' | '.join(
+            f'{curve[str(p)]:.1f}' if str(p) in curve else '' for p in points) + ' |')
     lines += ['', '| run | success % | per task | train s |', '|---|---|---|---|']
     for name, r in result['runs'].items():
         tasks = ', '.join(f'{v:.0f}' for v in r['per_task'].values())
@@ -286,6 +301,8 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
     parser.add_argument('--config', default='', help='TrainConfig YAML/JSON for every run')
     parser.add_argument('--set', action='append', default=[], help='config override')
+    parser.add_argument('--time-limit-min', type=float, default=0,
+                        help='am-train --time-limit-min of each training segment')
     parser.add_argument('--data-jobs', type=int, default=os.cpu_count() or 1)
     parser.add_argument('--train-jobs', type=int, default=1)
     parser.add_argument('--eval-jobs', type=int, default=os.cpu_count() or 1)
