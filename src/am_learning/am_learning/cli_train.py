@@ -22,7 +22,18 @@ import sys
 import time
 from typing import Any
 
+from am_learning import conventions as conv
 from am_learning.config import AGENTS, TrainConfig
+from am_learning.envs.operator import JOINT_VELOCITY_DIMS
+
+log = logging.getLogger('am_learning.am_train')
+
+STATE_LAYOUT_IGNORE: dict[str, tuple[int, ...]] = {
+    conv.OGBENCH_STATE_LAYOUT: JOINT_VELOCITY_DIMS,
+}
+'''Per state layout label (the dataset manifest's state_layout): the entries am-train
+leaves out of the networks' input unless told otherwise. OGBench's joint velocities let a
+network copy the demonstrator's motion and ignore the goal (JOINT_VELOCITY_DIMS says more).'''
 
 
 def parse_value(text: str) -> Any:
@@ -68,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    overrides = _overrides(args)
+    return config.with_overrides(overrides) if overrides else config
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in args.set:
         if '=' not in item:
@@ -81,7 +97,19 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
-    return config.with_overrides(overrides) if overrides else config
+    return overrides
+
+
+def state_ignore_is_given(args: argparse.Namespace) -> bool:
+    '''Whether the user chose network.state_ignore (by --set or in the --config file).'''
+    if 'network.state_ignore' in _overrides(args):
+        return True
+    if args.config:
+        import yaml
+
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        return 'state_ignore' in (data.get('network') or {})
+    return False
 
 
 def load_data(args: argparse.Namespace, config: TrainConfig) -> Any:
@@ -93,16 +121,30 @@ def load_data(args: argparse.Namespace, config: TrainConfig) -> Any:
     if args.dataset:
         return load_dataset(args.dataset)
     cache = args.cache or (args.bags / '.cache')
+    state = config.network.observation == 'state'  # a state network needs no camera frames
     return dataset_from_bags(args.bags, cache,
-                             DatasetConfig(image_size=config.network.image_size),
+                             DatasetConfig(image_size=config.network.image_size,
+                                           use_images=not state, require_state=state),
                              progress=not args.no_progress)
 
 
-def fit_to_dataset(config: TrainConfig, dataset: Any) -> TrainConfig:
-    '''Fill network.state_dim from the dataset when it is left at 0.'''
+def fit_to_dataset(config: TrainConfig, dataset: Any, *,
+                   layout_default: bool = True) -> TrainConfig:
+    '''Fill network.state_dim from the dataset when it is left at 0; with `layout_default`,
+    leave out the state entries that the dataset's state layout says to
+    (STATE_LAYOUT_IGNORE; the caller passes False when the user chose state_ignore).'''
     net = config.network
-    if net.observation == 'state' and net.state_dim == 0 and dataset.states is not None:
+    if net.observation != 'state' or dataset.states is None:
+        return config
+    if net.state_dim == 0:
         net = replace(net, state_dim=int(dataset.states.shape[1]))
+    layout = (getattr(dataset, 'manifest', None) or {}).get('state_layout')
+    ignore = STATE_LAYOUT_IGNORE.get(layout, ())
+    if layout_default and ignore and net.state_ignore != ignore:
+        log.info("state layout %r: entries %s left out of the networks' input "
+                 '(network.state_ignore; --set network.state_ignore=[] keeps them)',
+                 layout, list(ignore))
+        net = replace(net, state_ignore=ignore)
     return replace(config, network=net)
 
 
@@ -148,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.synthetic and config.network.observation == 'state':
             config = config.with_overrides({'network.proprio_dim': 0})
         dataset = load_data(args, config)
-        config = fit_to_dataset(config, dataset).validate()
+        config = fit_to_dataset(config, dataset,
+                                layout_default=not state_ignore_is_given(args)).validate()
         from am_learning.train import Trainer
         trainer = Trainer(config, dataset, run_dir=args.run_dir, resume=not args.no_resume)
         start_step, start = trainer.step, time.monotonic()

@@ -26,6 +26,10 @@ GRIPPER_TOPIC = '/gripper_controller/commands'
 EE_POSE_TOPIC = '/ee_pose'
 EPISODE_EVENTS_TOPIC = '/am/episode_events'
 SIM_STATE_TOPIC = '/am_sim/state'
+OGBENCH_STATE_LAYOUT = 'ogbench_state'
+'''MultiArrayLayout label of SIM_STATE_TOPIC's arrays: OGBench's state vector (its layout in
+am_learning.envs.operator). The dataset cache keeps the label; am-train leaves out the
+entries that layout's default says to (cli_train.STATE_LAYOUT_IGNORE).'''
 CLOCK_TOPIC = '/clock'
 
 # The simulated UR5e's arm joints, then the gripper joint: its closure in [0, 1] (0 open,

@@ -65,8 +65,8 @@ class BagMessages:
         out.append((conv.EE_POSE_TOPIC, self._cdr(pose, conv.EE_POSE_TOPIC)))
         n = int(obs.state.size)
         layout = t['std_msgs/msg/MultiArrayLayout'](
-            dim=[t['std_msgs/msg/MultiArrayDimension'](label='ogbench_state', size=n,
-                                                       stride=n)],
+            dim=[t['std_msgs/msg/MultiArrayDimension'](label=conv.OGBENCH_STATE_LAYOUT,
+                                                       size=n, stride=n)],
             data_offset=0)
         state = t['std_msgs/msg/Float32MultiArray'](layout=layout,
                                                     data=obs.state.astype(np.float32))

@@ -147,8 +147,8 @@ class SimRobotNode(Node):
 
     def _publish(self, obs: Observation, stamp: Time) -> None:
         state = Float32MultiArray()
-        state.layout.dim = [MultiArrayDimension(label='ogbench_state', size=obs.state.size,
-                                                stride=obs.state.size)]
+        state.layout.dim = [MultiArrayDimension(label=conv.OGBENCH_STATE_LAYOUT,
+                                                size=obs.state.size, stride=obs.state.size)]
         state.data = obs.state.astype(np.float32).tolist()
         self._state_pub.publish(state)
         js = JointState()

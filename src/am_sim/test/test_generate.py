@@ -1,5 +1,7 @@
 '''The offline generator: episodes written with EpisodeWriter, read back with rosbags.'''
 
+import json
+import logging
 import subprocess
 import sys
 
@@ -7,8 +9,9 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 
 from am_dataset_recorder.episode_writer import list_episodes
+from am_learning import cli_train
 from am_learning import conventions as conv
-from am_learning.envs import decode_state
+from am_learning.envs import JOINT_VELOCITY_DIMS, decode_state
 from am_learning.envs.operator import decode_scene_state
 from am_sim.generate import GenerateConfig, generate, parse_args
 
@@ -113,3 +116,34 @@ def test_scene_episode(tmp_path):
                                - decoded[0]['privileged/block_0_pos']) > 0.03,
     }
     assert any(changes.values()), changes
+
+
+def test_state_training_on_sim_bags_leaves_out_the_joint_velocities(tmp_path, caplog):
+    '''The state arrays carry their layout's label; the dataset cache keeps it, and
+    am-train leaves out what that layout's default says (OGBench's joint velocities) unless
+    network.state_ignore is given.'''
+    generate(GenerateConfig(episodes=2, steps=30, out=str(tmp_path / 'bags'),
+                            state_only=True, seed=2), progress=False)
+    common = ['--bags', str(tmp_path / 'bags'), '--cache', str(tmp_path / 'cache'),
+              '--observation', 'state', '--updates', '4', '--set', 'batch_size=8',
+              '--set', 'num_threads=1', '--set', 'network.trunk_dim=32',
+              '--set', 'network.hidden_dims=[32]', '--set', 'log_interval=4', '--no-progress']
+
+    def ignored(run: str) -> list[int]:
+        return json.loads((tmp_path / run / 'config.json').read_text())['network'][
+            'state_ignore']
+
+    with caplog.at_level(logging.INFO, logger='am_learning.am_train'):
+        assert cli_train.main([*common, '--run-dir', str(tmp_path / 'auto')]) == 0
+    manifest = json.loads((tmp_path / 'cache' / 'manifest.json').read_text())
+    assert manifest['state_layout'] == conv.OGBENCH_STATE_LAYOUT
+    assert ignored('auto') == list(JOINT_VELOCITY_DIMS)
+    assert 'network.state_ignore=[] keeps them' in caplog.text
+    assert cli_train.main([*common, '--run-dir', str(tmp_path / 'kept'),
+                           '--set', 'network.state_ignore=[]']) == 0
+    assert ignored('kept') == []
+    config = tmp_path / 'cfg.yaml'
+    config.write_text('network:\n  state_ignore: [0]\n')
+    assert cli_train.main([*common, '--run-dir', str(tmp_path / 'file'),
+                           '--config', str(config)]) == 0
+    assert ignored('file') == [0]

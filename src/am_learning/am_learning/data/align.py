@@ -282,6 +282,7 @@ def align_episode(streams: BagStreams, window: EpisodeWindow,
         'first_tick_ns': int(ticks[0]),
         'frames': len(ticks),
         'action_source': source,
+        **({'state_layout': streams.state_layout} if states is not None else {}),
         **stats,
     })
     return EpisodeArrays(actions=actions.astype(np.float32), proprio=proprio, images=frames,

@@ -96,6 +96,8 @@ class BagStreams:
     '''values: (n, 4) position x, y, z (m) and yaw (rad).'''
     state: Series | None = None
     '''values: (n, D) float64.'''
+    state_layout: str = ''
+    '''The state arrays' MultiArrayLayout label (dim[0].label), '' when they carry none.'''
     events: list[EpisodeEvent] = field(default_factory=list)
     custom_data: dict[str, str] = field(default_factory=dict)
     '''The bag's metadata.yaml custom_data (the recorder's episode metadata).'''
@@ -344,6 +346,8 @@ class _Collector:
                 self.state_dim = len(values)
             if len(values) != self.state_dim or len(values) == 0:
                 raise ValueError(f'state of size {len(values)}, earlier ones {self.state_dim}')
+            if msg.layout.dim and not self.streams.state_layout:
+                self.streams.state_layout = str(msg.layout.dim[0].label)
             self._append(role, stamp, values)
         elif role == 'events':
             self.streams.events.append(EpisodeEvent(

@@ -319,6 +319,14 @@ def build_cache(bag_dir: Path, cache_dir: Path, config: DatasetConfig, *,
     return cache_dir
 
 
+def _common_state_layout(episodes: list[dict]) -> str | None:
+    '''The state layout label every episode shares; None when they differ or carry none.'''
+    labels = {e.get('state_layout', '') for e in episodes}
+    if len(labels) != 1:
+        return None
+    return labels.pop() or None
+
+
 def _write_arrays(tmp: Path, bag_dir: Path, bags: list[Path], sources: list[dict],
                   config: DatasetConfig, workers: int, fast: bool, progress: bool,
                   cache_dir: Path) -> dict:
@@ -415,6 +423,7 @@ def _write_arrays(tmp: Path, bag_dir: Path, bags: list[Path], sources: list[dict
         'image_size': config.image_size if 'images' in arrays else None,
         'proprio_names': list(config.joint_names),
         'state_dim': shapes['states'][1] if shapes.get('states') else None,
+        'state_layout': _common_state_layout(episodes) if shapes.get('states') else None,
         'normalization': {k: s.to_dict() for k, s in stats.items() if s.to_dict() is not None},
         'counts': {
             'bags': len(bags),
