@@ -7,9 +7,11 @@
 # Every agent and seed trains at once on the one GPU (small state networks leave it mostly
 # idle, one process cannot fill it). A probe of PROBE_S seconds measures the updates/s of
 # all of them together; --updates is then set so that the bench's train stage (two segments:
-# a curve snapshot at half way, then the end) fits BUDGET_S. WORK/updates.txt keeps the
-# figure: evaluation and the report run afterwards on any machine with the same arguments,
-#   python bench/ogbench_state.py --work WORK --updates N --curve N/2 --stage eval ... .
+# a curve snapshot at half way, then the end) fits BUDGET_S (WORK/updates.txt keeps N).
+# Evaluation and the report run afterwards on any machine holding WORK; they read each
+# run's checkpoints and update counts from its folder:
+#   python bench/ogbench_state.py --work WORK --agents ... --seeds ... --stage eval
+#   python bench/ogbench_state.py --work WORK --agents ... --seeds ... --stage report
 set -euo pipefail
 cache=$1 work=$2 budget_s=$3
 shift 3
@@ -23,7 +25,6 @@ a, _ = p.parse_known_args(sys.argv[1:])
 print(len([x for x in a.agents.split(',') if x]) * len([x for x in a.seeds.split(',') if x]))
 EOF
 )
-mkdir -p "$work"
 mkdir -p "$work/probe"
 for w in "$work" "$work/probe"; do
     [[ -e $w/cache ]] || ln -s "$(realpath "$cache")" "$w/cache"
