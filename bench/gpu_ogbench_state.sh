@@ -13,7 +13,15 @@
 #   python bench/ogbench_state.py --work WORK --agents ... --seeds ... --stage eval
 #   python bench/ogbench_state.py --work WORK --agents ... --seeds ... --stage report
 set -euo pipefail
+if [[ $# -lt 3 ]]; then
+    echo "usage: bash bench/gpu_ogbench_state.sh CACHE WORK BUDGET_S [ogbench_state.py arguments...]" >&2
+    exit 2
+fi
 cache=$1 work=$2 budget_s=$3
+if [[ ! -f $cache/manifest.json ]]; then  # else the bench would start generating data
+    echo "$cache is not a dataset cache (no manifest.json): build it with ogbench_state.py --stage data" >&2
+    exit 2
+fi
 shift 3
 probe_s=${PROBE_S:-40}
 runs=$(python3 - "$@" <<'EOF'
@@ -32,9 +40,13 @@ done
 start=$(date +%s)
 
 # Probe: the bench's own train stage, every run at once, stopped by its time limit.
-python3 bench/ogbench_state.py --work "$work/probe" --stage train --train-jobs "$runs" \
+if ! python3 bench/ogbench_state.py --work "$work/probe" --stage train --train-jobs "$runs" \
     --updates 1000000 --time-limit-min "$(python3 -c "print($probe_s / 60)")" "$@" \
-    >"$work/probe.log" 2>&1
+    >"$work/probe.log" 2>&1; then
+    echo "the probe failed; the end of $work/probe.log:" >&2
+    tail -n 30 "$work/probe.log" >&2
+    exit 1
+fi
 rate=$(python3 - "$work/probe/runs" <<'EOF'
 import json, sys
 from pathlib import Path

@@ -118,8 +118,9 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         return int(read_metadata(ckpt)['step'])
 
     final = run_dir / 'checkpoint'
+    end = step(final)
     snapshots = [(step(c), c) for c in (run_dir / 'curve').glob('*') if (c / META_FILE).exists()]
-    return sorted(p for p in snapshots if p[0] < step(final)) + [(step(final), final)]
+    return sorted(p for p in snapshots if p[0] < end) + [(end, final)]
 
 
 def stage_eval(args: argparse.Namespace, runs: list[Path]) -> None:
@@ -314,6 +315,8 @@ def main() -> None:
                         help='file stem of the report (default ogbench_state[_<scene>])')
     parser.add_argument('--notes', default='')
     args = parser.parse_args()
+    if args.time_limit_min < 0:
+        parser.error('--time-limit-min must be >= 0 (0: no limit)')
     args.agents = [a for a in args.agents.split(',') if a]
     args.seeds = [int(s) for s in args.seeds.split(',') if s]
     args.curve = [int(p) for p in args.curve.split(',') if p]
