@@ -14,6 +14,10 @@ and, measured in the same run, the naive paths each optimisation replaces:
   *_target_cem              the paper's CEM max in the TD target (32 x 2) instead of `sampled`
   *_width128                the state network at trunk_dim=128, hidden_dims=(128,)
   cem_act_p99_ms_naive      the trunk recomputed for every CEM sample (full forward)
+and on a GPU (--device cuda) also:
+  *_eager                   without the CUDA graph (TrainConfig.cuda_graphs=false)
+  updates_per_s_state_b1024_ogbench[_eager[_fp32]]  OGBench's network size (4 x 512 with
+                            LayerNorm) and batch (1024), with and without the graph and TF32
 Run it alone: `flock /tmp/am-heavy.lock python bench/throughput.py` (and
 `python bench/throughput.py --device cuda` where a GPU exists: results get a .cuda suffix).
 '''
@@ -39,7 +43,7 @@ from am_learning.checkpoint import load_checkpoint  # noqa: E402
 from am_learning.config import NetworkConfig, TrainConfig  # noqa: E402
 from am_learning.data.dataset import EpisodeDataset  # noqa: E402
 from am_learning.policy import GoalReachingPolicy  # noqa: E402
-from am_learning.train import Trainer  # noqa: E402
+from am_learning.train import GRAPH_WARMUP, Trainer  # noqa: E402
 
 
 def synthetic_dataset(*, images: int | None, state_dim: int | None, frames: int = 4000,
@@ -64,17 +68,24 @@ def updates_per_s(configs: dict[str, TrainConfig], dataset: EpisodeDataset, seco
     '''
     trainers = {name: Trainer(cfg, dataset) for name, cfg in configs.items()}
     for trainer in trainers.values():
-        for _ in range(3):  # warm-up: allocator, oneDNN kernels
+        for _ in range(GRAPH_WARMUP + 2):  # warm-up: allocator, oneDNN kernels, CUDA graph
             trainer.update()
     best = dict.fromkeys(configs, 0.0)
     for _ in range(rounds):
         for name, trainer in trainers.items():
+            synchronize(trainer.device)
             n, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
                 trainer.update()
                 n += 1
+            synchronize(trainer.device)  # GPU updates are asynchronous: count finished ones
             best[name] = max(best[name], n / (time.perf_counter() - start))
     return best
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
 
 
 def act_latencies(policy: GoalReachingPolicy, calls: int, rng: np.random.Generator,
@@ -182,6 +193,21 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
         metrics['updates_per_s_state_b256_1_thread'] = round(one, 2)
     print(f'state b256: {r["fast"]:.1f} upd/s (target CEM {r["cem"]:.1f})')
+    if args.device != 'cpu':
+        ogbench = replace(state_cfg, batch_size=1024, network=replace(
+            state_cfg.network, trunk_dim=512, hidden_dims=(512, 512), layer_norm=True))
+        r = updates_per_s({
+            'state': replace(state_cfg, cuda_graphs=False),
+            'graph': ogbench,
+            'eager': replace(ogbench, cuda_graphs=False),
+            'fp32': replace(ogbench, cuda_graphs=False, tf32=False),
+        }, state_ds, args.seconds, args.rounds)
+        metrics['updates_per_s_state_b256_eager'] = round(r['state'], 2)
+        metrics['updates_per_s_state_b1024_ogbench'] = round(r['graph'], 2)
+        metrics['updates_per_s_state_b1024_ogbench_eager'] = round(r['eager'], 2)
+        metrics['updates_per_s_state_b1024_ogbench_eager_fp32'] = round(r['fp32'], 2)
+        print(f'state b1024 4x512: {r["graph"]:.1f} upd/s with the CUDA graph, '
+              f'{r["eager"]:.1f} without, {r["fp32"]:.1f} without TF32 either')
 
     # Acting: a freshly initialised default image network behind the real policy class.
     import tempfile

@@ -168,6 +168,15 @@ class TrainConfig:
     networks always train in fp32 (measured faster there); acting is always fp32.'''
     num_threads: int = 0
     '''torch intra-op threads; 0 keeps torch's default.'''
+    cuda_graphs: bool = True
+    '''On a CUDA device, capture one whole update (gathering the batch, loss, backward, the
+    optimizer and target steps) in a CUDA graph after a few eager updates, and replay it:
+    one launch instead of hundreds of small kernels, which is what bounds state networks on
+    a GPU. Goal-reaching training with a GPU-resident dataset only (not task-reward
+    training); when the capture fails, training goes on eagerly with a warning.'''
+    tf32: bool = True
+    '''On a CUDA device, let fp32 matmuls and convolutions use TF32 tensor cores (10-bit
+    mantissa inputs, fp32 accumulation); no effect on the CPU.'''
     diag_batch: int = 64
     '''Examples per diagnostics estimate.'''
     finetune_from: str = ''

@@ -1,6 +1,9 @@
 '''Loss functions of the agents: pure functions of (networks, batch, config, generator).
 
-Each returns (loss, metrics) with namespaced metric keys ('critic/q_mean', ...). Q-values
+Each returns (loss, metrics) with namespaced metric keys ('critic/q_mean', ...); metrics are
+detached 0-d tensors, so an update never waits for the device (train.py averages them per
+log interval), and nothing here reads a value back to the host: the whole update can be
+captured in a CUDA graph (train.CudaGraphStep). Q-values
 are probabilities in [0, 1] (sigmoid of the network's logit); the regression loss on them is
 `TrainConfig.loss`: cross-entropy (default) or squared error (the slides' equation (1)).
 '''
@@ -13,7 +16,7 @@ from am_learning.config import TrainConfig
 from am_learning.networks import PolicyNetwork, QNetwork
 from am_learning.relabel import TensorBatch
 
-Metrics = dict[str, float]
+Metrics = dict[str, torch.Tensor]
 
 
 def q_regression(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -56,8 +59,11 @@ def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,
                             device=feature.device, generator=generator) * 2 - 1
     with torch.no_grad():
         q = torch.sigmoid(q_net.logits(feature.detach(), candidates).float())  # (B, K)
-        probs = torch.softmax(q / rc.negative_temperature, dim=1)
-        pick = torch.multinomial(probs, num, replacement=True, generator=generator)
+        # Gumbel-max: argmax of log p + Gumbel noise is a draw from p = softmax(q / T).
+        uniform = torch.rand(batch, num, candidates.shape[1], device=feature.device,
+                             generator=generator)
+        gumbel = -torch.log(-torch.log(uniform.clamp_(min=1e-12)))
+        pick = (q.unsqueeze(1) / rc.negative_temperature + gumbel).argmax(dim=-1)  # (B, M)
     return torch.gather(candidates, 1, pick.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
 
 
@@ -81,17 +87,17 @@ def path_lower_bound(target_net: QNetwork, batch: TensorBatch, gamma: float) -> 
 
     Hindsight goal k = i - t steps ahead: gamma^(k-1). Chained random goal: gamma^k
     Q_target(s_i, a_i, g); for k = 1 that is the chain target itself, so only examples
-    further back need Q at s_i (their frames are in batch.cut_obs, in batch order).
+    further back need Q at s_i (batch.cut_obs). Q at s_i is computed for every example and
+    kept where it applies: no data-dependent shapes, so a CUDA graph can capture it.
     Random-goal negatives get 0.
     '''
     bound = batch.hindsight * gamma ** (batch.steps - 1)
+    if batch.cut_obs is None:
+        return bound
+    feature = target_net.encode(batch.cut_obs, batch.goal, batch.cut_proprio)
+    q_cut = torch.sigmoid(target_net.logits(feature, batch.cut_action.unsqueeze(1))[:, 0])
     far = (batch.chained > 0) & (batch.steps > 1)
-    if batch.cut_obs is not None and bool(far.any()):
-        goal = batch.goal[far]
-        feature = target_net.encode(batch.cut_obs, goal, batch.cut_proprio)
-        q_cut = torch.sigmoid(target_net.logits(feature, batch.cut_action.unsqueeze(1))[:, 0])
-        bound = bound.masked_scatter(far, gamma ** batch.steps[far] * q_cut.float())
-    return bound
+    return torch.where(far, gamma ** batch.steps * q_cut.float(), bound)
 
 
 def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
@@ -111,16 +117,16 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
     td = q_regression(logit, y, cfg.loss).mean()
     q = torch.sigmoid(logit.detach().float())
     metrics: Metrics = {
-        'critic/td_loss': td.item(),
-        'critic/q_mean': q.mean().item(),
-        'critic/target_mean': y.mean().item(),
-        'critic/positive_fraction': batch.reward.mean().item(),
-        'critic/chain_fraction': batch.chain.mean().item(),
+        'critic/td_loss': td.detach(),
+        'critic/q_mean': q.mean(),
+        'critic/target_mean': y.mean(),
+        'critic/positive_fraction': batch.reward.mean(),
+        'critic/chain_fraction': batch.chain.mean(),
     }
     loss = td
     if negatives:
         loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'critic')
-    metrics['critic/loss'] = loss.item()
+    metrics['critic/loss'] = loss.detach()
     return loss, metrics
 
 
@@ -135,8 +141,8 @@ def negative_action_loss(q_net: QNetwork, feature: torch.Tensor, cfg: TrainConfi
     neg_logit = q_net.logits(feature, neg_actions)  # (B, M)
     neg = q_regression(neg_logit, torch.zeros_like(neg_logit, dtype=torch.float32),
                        cfg.loss).mean()
-    metrics[f'{prefix}/negative_loss'] = neg.item()
-    metrics[f'{prefix}/q_negative_mean'] = torch.sigmoid(neg_logit.detach().float()).mean().item()
+    metrics[f'{prefix}/negative_loss'] = neg.detach()
+    metrics[f'{prefix}/q_negative_mean'] = torch.sigmoid(neg_logit.detach().float()).mean()
     return rc.negative_weight * neg
 
 
@@ -144,8 +150,8 @@ def gcbc_loss(policy: PolicyNetwork, batch: TensorBatch) -> tuple[torch.Tensor, 
     '''Goal-conditioned behaviour cloning: regress the dataset action, goal = a later state.'''
     pred = policy(batch.obs, batch.goal, batch.proprio).float()
     loss = F.mse_loss(pred, batch.action)
-    return loss, {'actor/bc_loss': loss.item(),
-                  'actor/action_abs_error': (pred - batch.action).abs().mean().item()}
+    return loss, {'actor/bc_loss': loss.detach(),
+                  'actor/action_abs_error': (pred.detach() - batch.action).abs().mean()}
 
 
 def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_goal: torch.Tensor,
@@ -168,10 +174,10 @@ def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_go
         v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
         y = (batch.reward + cfg.gamma * (1.0 - batch.reward) * v_max).clamp_(0.0, 1.0)
     td = q_regression(logit, y, cfg.loss).mean()
-    metrics = {'task/td_loss': td.item(),
-               'task/q_mean': torch.sigmoid(logit.detach().float()).mean().item(),
-               'task/target_mean': y.mean().item(),
-               'task/reward_fraction': batch.reward.mean().item()}
+    metrics = {'task/td_loss': td.detach(),
+               'task/q_mean': torch.sigmoid(logit.detach().float()).mean(),
+               'task/target_mean': y.mean(),
+               'task/reward_fraction': batch.reward.mean()}
     loss = td
     if negatives:
         loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'task')

@@ -147,31 +147,73 @@ class RelabelSampler:
         return start + t
 
 
-class ObservationGatherer:
-    '''Dataset frames -> torch tensors on a device: images stay uint8 until the network.'''
+Frames = np.ndarray | torch.Tensor
+'''Frame indices: a numpy array, or a tensor on the gatherer's device.'''
+RESIDENT_BYTES = 4 << 30
+'''Arrays up to this size are kept on the GPU (ObservationGatherer).'''
 
-    def __init__(self, dataset: EpisodeDataset, observation: str, device: torch.device) -> None:
+
+class ObservationGatherer:
+    '''Dataset frames -> torch tensors on a device: images stay uint8 until the network.
+
+    `resident`: the arrays a batch reads are copied to the device once, a batch then costs
+    one copy of its frame indices and gathering runs on the device (which is what lets a
+    CUDA graph capture it, train.CudaGraphStep). The default (None) makes them resident on
+    a GPU when they fit in RESIDENT_BYTES (a state dataset always does); otherwise (the CPU,
+    or memory-mapped images too large for the GPU) frames are fancy-indexed on the host and
+    copied.
+    '''
+
+    def __init__(self, dataset: EpisodeDataset, observation: str, device: torch.device,
+                 resident: bool | None = None) -> None:
         if observation == 'image' and dataset.images is None:
             raise ValueError('an image network needs a dataset with images')
         if observation == 'state' and dataset.states is None:
             raise ValueError('a state network needs a dataset with states')
         self.dataset = dataset
         self.observation = observation
-        self.device = device
+        self.device = torch.device(device) if device is not None else torch.device('cpu')
+        source = dataset.images if observation == 'image' else dataset.states
+        self._host = {'obs': source, 'proprio': dataset.proprio, 'actions': dataset.actions}
+        if resident is None:
+            size = sum(a.nbytes for a in self._host.values())
+            resident = self.device.type != 'cpu' and size <= RESIDENT_BYTES
+        self.resident = resident
+        self._device: dict[str, torch.Tensor] = {}
+        if self.resident:
+            self._device = {
+                'obs': torch.from_numpy(np.ascontiguousarray(source)).to(self.device),
+                'proprio': _float_tensor(dataset.proprio).to(self.device),
+                'actions': _float_tensor(dataset.actions).to(self.device)}
 
-    def obs(self, frames: np.ndarray) -> torch.Tensor:
-        source = self.dataset.images if self.observation == 'image' else self.dataset.states
-        return torch.from_numpy(np.ascontiguousarray(source[frames])).to(self.device)
+    def frames(self, frames: np.ndarray) -> Frames:
+        '''Frame indices in the form obs/proprio/actions take: a device tensor when the
+        arrays are resident (one copy for the whole index array), else the array itself.'''
+        if self.resident:
+            return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.int64)).to(
+                self.device, non_blocking=True)
+        return frames
 
-    def proprio(self, frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(
-            np.ascontiguousarray(self.dataset.proprio[frames], dtype=np.float32)
-        ).to(self.device)
+    def obs(self, frames: Frames) -> torch.Tensor:
+        return self._take('obs', frames)
 
-    def actions(self, frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(
-            np.ascontiguousarray(self.dataset.actions[frames], dtype=np.float32)
-        ).to(self.device)
+    def proprio(self, frames: Frames) -> torch.Tensor:
+        return self._take('proprio', frames)
+
+    def actions(self, frames: Frames) -> torch.Tensor:
+        return self._take('actions', frames)
+
+    def _take(self, name: str, frames: Frames) -> torch.Tensor:
+        if self.resident:
+            index = frames if isinstance(frames, torch.Tensor) else self.frames(frames)
+            return self._device[name][index]
+        rows = self._host[name][frames]
+        dtype = rows.dtype if name == 'obs' else np.float32
+        return torch.from_numpy(np.ascontiguousarray(rows, dtype=dtype)).to(self.device)
+
+
+def _float_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 @dataclass
@@ -198,27 +240,40 @@ class TensorBatch:
     cut_obs: torch.Tensor | None = None
     cut_proprio: torch.Tensor | None = None
     cut_action: torch.Tensor | None = None
-    '''Observation, proprioception and dataset action at s_i (None when no example is
-    chained more than one step back).'''
+    '''Observation, proprioception and dataset action at s_i, for every example (only
+    chained ones use them; None in task batches, which have no cut).'''
+
+
+MASK_FIELDS = ('reward', 'bootstrap', 'chain', 'goal_negative', 'hindsight', 'chained')
+MASK_ROWS = MASK_FIELDS + ('steps',)
+'''The rows of batch_arrays' masks: TensorBatch's float fields.'''
 
 
 def gather(batch: RelabelBatch, gatherer: ObservationGatherer) -> TensorBatch:
-    '''Fetch the frames a RelabelBatch names (one fancy-index per array).'''
-    dev = gatherer.device
+    '''Fetch the frames a RelabelBatch names: one index array, one array of masks.'''
+    frames, masks = batch_arrays(batch)
+    return gather_frames(gatherer.frames(frames),
+                         torch.from_numpy(masks).to(gatherer.device, non_blocking=True),
+                         gatherer)
 
-    def f32(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(dev)
 
-    cut = batch.cut[batch.chained & (batch.cut > batch.next_obs)]
-    far = {'cut_obs': gatherer.obs(cut), 'cut_proprio': gatherer.proprio(cut),
-           'cut_action': gatherer.actions(cut)} if len(cut) else {}
+def batch_arrays(batch: RelabelBatch) -> tuple[np.ndarray, np.ndarray]:
+    '''(4, B) int64 frames (obs, next obs, goal, cut) and (7, B) float32 masks
+    (MASK_ROWS: MASK_FIELDS, then the steps i - t): everything gather_frames needs.'''
+    frames = np.stack([batch.obs, batch.next_obs, batch.goal, batch.cut]).astype(np.int64)
+    masks = np.stack([getattr(batch, f) for f in MASK_FIELDS] + [batch.cut - batch.obs])
+    return frames, masks.astype(np.float32)
+
+
+def gather_frames(frames: Frames, masks: torch.Tensor,
+                  gatherer: ObservationGatherer) -> TensorBatch:
+    '''A TensorBatch from batch_arrays' arrays (frames as ObservationGatherer.frames gives
+    them). Only tensor indexing on the device: a CUDA graph can capture it.'''
+    obs, next_obs, goal, cut = frames
+    g = gatherer
     return TensorBatch(
-        obs=gatherer.obs(batch.obs), proprio=gatherer.proprio(batch.obs),
-        action=gatherer.actions(batch.obs),
-        next_obs=gatherer.obs(batch.next_obs), next_proprio=gatherer.proprio(batch.next_obs),
-        next_action=gatherer.actions(batch.next_obs),
-        goal=gatherer.obs(batch.goal),
-        reward=f32(batch.reward), bootstrap=f32(batch.bootstrap), chain=f32(batch.chain),
-        goal_negative=f32(batch.goal_negative), hindsight=f32(batch.hindsight),
-        chained=f32(batch.chained), steps=f32(batch.cut - batch.obs), **far,
-    )
+        obs=g.obs(obs), proprio=g.proprio(obs), action=g.actions(obs),
+        next_obs=g.obs(next_obs), next_proprio=g.proprio(next_obs),
+        next_action=g.actions(next_obs), goal=g.obs(goal),
+        **dict(zip(MASK_ROWS, masks)),
+        cut_obs=g.obs(cut), cut_proprio=g.proprio(cut), cut_action=g.actions(cut))

@@ -96,7 +96,8 @@ def test_lower_bound_raises_targets_to_the_data_path(trained_am, state_data) -> 
     assert hind.any() and far.any()
     assert torch.all(y[hind] >= cfg.gamma ** (batch.steps[hind] - 1) - 1e-6)
     with torch.no_grad():
-        q_cut = torch.sigmoid(net(batch.cut_obs, batch.goal[far], None, batch.cut_action))
+        q_cut = torch.sigmoid(net(batch.cut_obs[far], batch.goal[far], None,
+                                  batch.cut_action[far]))
     assert torch.all(y[far] >= cfg.gamma ** batch.steps[far] * q_cut - 1e-6)
     torch.testing.assert_close(y, torch.maximum(
         y_plain, losses.path_lower_bound(net, batch, cfg.gamma)))
@@ -256,3 +257,24 @@ def test_image_am_reaches_goal_images(tmp_path) -> None:
     assert row['diag/q_offset_1'] > row['diag/q_offset_20'] > row['diag/q_random_goal']
     greedy = success_rate(GoalReachingPolicy.from_checkpoint(trainer.save(tmp_path / 'c')))
     assert greedy >= 50 and greedy >= success_rate(None) + 30, greedy
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (lent GPU)')
+def test_cuda_graph_training_fits_like_eager_training() -> None:
+    '''The captured update learns what the eager one learns, and logs the same metrics.'''
+    data = make_point_dataset(6, 20, image_size=None, seed=1)
+    cfg = tiny_config('state', updates=500, seed=1).with_overrides(
+        {'relabel.max_cut_length': 1, 'relabel.hindsight_goal_prob': 1.0,
+         'relabel.num_negatives': 8, 'device': 'cuda'})
+    frames = np.flatnonzero(np.diff(data.episode_index()) == 0)
+    s, g, a = (torch.from_numpy(x).cuda() for x in (
+        data.states[frames], data.states[frames + 1], data.actions[frames]))
+    rows = {}
+    for graphs in (True, False):
+        trainer = Trainer(cfg.with_overrides({'cuda_graphs': graphs}), data)
+        rows[graphs] = trainer.train()
+        assert (trainer.graph_step is not None) == graphs
+        with torch.no_grad():
+            assert torch.sigmoid(trainer.net(s, g, None, a)).mean() > 0.8
+    assert rows[True].keys() == rows[False].keys()
+    assert abs(rows[True]['critic/q_mean'] - rows[False]['critic/q_mean']) < 0.1

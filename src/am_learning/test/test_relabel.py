@@ -130,6 +130,24 @@ def test_gather_fetches_the_named_frames() -> None:
     np.testing.assert_array_equal(t.next_action[:, 0].numpy(), b.next_obs)
 
 
+def test_resident_gathering_matches_host_gathering() -> None:
+    '''The device-resident path (a GPU's default, forced here on the CPU) gathers the same
+    batch as host indexing, every field, the cut rows included.'''
+    import torch
+
+    ds = ragged_dataset()
+    ds.actions[:] = np.arange(len(ds.actions))[:, None]
+    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(7)).sample(128)
+    host = gather(b, ObservationGatherer(ds, 'state', torch.device('cpu')))
+    resident = ObservationGatherer(ds, 'state', torch.device('cpu'), resident=True)
+    dev = gather(b, resident)
+    assert resident.resident and not ObservationGatherer(ds, 'state', 'cpu').resident
+    for name, value in vars(host).items():
+        torch.testing.assert_close(getattr(dev, name), value, msg=name)
+    np.testing.assert_array_equal(dev.cut_action[:, 0].numpy(), b.cut)
+    np.testing.assert_array_equal(dev.steps.numpy(), b.cut - b.obs)
+
+
 def test_a_dataset_without_transitions_is_refused() -> None:
     ds = EpisodeDataset(actions=np.zeros((2, 5), np.float32), episode_ends=np.array([1, 2]),
                         proprio=np.zeros((2, 0), np.float32), states=np.zeros((2, 1), np.float32))
