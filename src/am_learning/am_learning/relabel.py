@@ -181,10 +181,8 @@ class ObservationGatherer:
         self.resident = resident
         self._device: dict[str, torch.Tensor] = {}
         if self.resident:
-            self._device = {
-                'obs': torch.from_numpy(np.ascontiguousarray(source)).to(self.device),
-                'proprio': _float_tensor(dataset.proprio).to(self.device),
-                'actions': _float_tensor(dataset.actions).to(self.device)}
+            self._device = {name: _device_copy(array, name, self.device)
+                            for name, array in self._host.items()}
 
     def frames(self, frames: np.ndarray) -> Frames:
         '''Frame indices in the form obs/proprio/actions take: a device tensor when the
@@ -212,8 +210,11 @@ class ObservationGatherer:
         return torch.from_numpy(np.ascontiguousarray(rows, dtype=dtype)).to(self.device)
 
 
-def _float_tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+def _device_copy(array: np.ndarray, name: str, device: torch.device) -> torch.Tensor:
+    '''A device copy of a dataset array (float32 but for observations, which keep their
+    dtype); copied on the host first, as a cache's arrays may be read-only memory maps.'''
+    host = np.array(array, dtype=array.dtype if name == 'obs' else np.float32)
+    return torch.from_numpy(host).to(device)
 
 
 @dataclass

@@ -153,6 +153,7 @@ class Trainer:
                                            weight_decay=config.weight_decay, foreach=True,
                                            capturable=self.use_graph)
         self.graph_step: CudaGraphStep | None = None
+        self._eager_updates = 0  # in this process: a resumed run warms up again
         self.rewards = None
         if config.task_weight > 0:
             if not self.is_q:
@@ -300,19 +301,21 @@ class Trainer:
         updates run eagerly on a side stream, then the step is captured in a CUDA graph and
         replayed from then on.'''
         cfg = self.config
-        if self.use_graph and self.graph_step is None and self.step >= GRAPH_WARMUP:
+        if self.use_graph and self.graph_step is None and self._eager_updates >= GRAPH_WARMUP:
             try:
                 self.graph_step = CudaGraphStep(self)
             except Exception as exc:  # noqa: BLE001 - an optimisation must not end the run
                 log.warning('CUDA graph capture failed (%s: %s); training on without it',
                             type(exc).__name__, exc)
                 self.use_graph = False
+                self.generator = _detached_generator(self.generator, self.config.seed + self.step)
         if self.graph_step is not None:
             self.graph_step.replay(*batch_arrays(self.relabel_batch()))
         else:
             goal_reaching = cfg.task_weight == 0 or cfg.aux_weight > 0
             with side_stream(self.use_graph):
                 self._accumulate(self.step_on(self.sample_batch() if goal_reaching else None))
+            self._eager_updates += 1
         self.step += 1
 
     def step_on(self, batch: TensorBatch | None) -> dict[str, torch.Tensor]:
@@ -522,6 +525,17 @@ class CudaGraphStep:
         self.masks.copy_(torch.from_numpy(masks).pin_memory(), non_blocking=True)
         self.graph.replay()
         self.trainer._metric_count += 1
+
+
+def _detached_generator(generator: torch.Generator, seed: int) -> torch.Generator:
+    '''A generator with `generator`'s state that no graph knows of (a failed capture can
+    leave the registered one refusing eager use); seeded afresh if the state is lost.'''
+    fresh = torch.Generator(device=generator.device)
+    try:
+        fresh.set_state(generator.get_state())
+    except RuntimeError:
+        fresh.manual_seed(seed)
+    return fresh
 
 
 @contextlib.contextmanager

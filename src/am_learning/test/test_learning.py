@@ -260,8 +260,9 @@ def test_image_am_reaches_goal_images(tmp_path) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (lent GPU)')
-def test_cuda_graph_training_fits_like_eager_training() -> None:
-    '''The captured update learns what the eager one learns, and logs the same metrics.'''
+def test_cuda_graph_training_fits_like_eager_training(tmp_path) -> None:
+    '''The captured update learns what the eager one learns, and logs the same metrics,
+    also in a resumed run.'''
     data = make_point_dataset(6, 20, image_size=None, seed=1)
     cfg = tiny_config('state', updates=500, seed=1).with_overrides(
         {'relabel.max_cut_length': 1, 'relabel.hindsight_goal_prob': 1.0,
@@ -271,8 +272,12 @@ def test_cuda_graph_training_fits_like_eager_training() -> None:
         data.states[frames], data.states[frames + 1], data.actions[frames]))
     rows = {}
     for graphs in (True, False):
-        trainer = Trainer(cfg.with_overrides({'cuda_graphs': graphs}), data)
-        rows[graphs] = trainer.train()
+        run = tmp_path / str(graphs)
+        trainer = Trainer(cfg.with_overrides({'cuda_graphs': graphs, 'updates': 450}), data,
+                          run_dir=run)
+        trainer.train()
+        trainer = Trainer(cfg.with_overrides({'cuda_graphs': graphs}), data, run_dir=run)
+        rows[graphs] = trainer.train()  # resumed: warms up again before capturing
         assert (trainer.graph_step is not None) == graphs
         with torch.no_grad():
             assert torch.sigmoid(trainer.net(s, g, None, a)).mean() > 0.8
