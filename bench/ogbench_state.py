@@ -159,6 +159,22 @@ def _last_row(metrics_csv: Path) -> dict:
     return rows[-1] if rows else {}
 
 
+def mean_curve(curves: list[dict[int, float]]) -> dict[str, float]:
+    '''Success at each snapshot, the mean over seeds. Runs stopped by a time limit reach
+    slightly different update counts: when all runs have as many snapshots, they are paired
+    in order and labelled with their common count, or their mean count to the nearest 1,000
+    where they differ; otherwise only the counts all runs share are kept.'''
+    if len({len(c) for c in curves}) == 1:
+        out = {}
+        for column in zip(*(sorted(c.items()) for c in curves)):
+            steps = {p for p, _ in column}
+            label = steps.pop() if len(steps) == 1 else round(float(np.mean(list(steps))), -3)
+            out[str(int(label))] = float(np.mean([v for _, v in column]))
+        return out
+    shared = sorted(set.intersection(*(set(c) for c in curves)))
+    return {str(p): float(np.mean([c[p] for c in curves])) for p in shared}
+
+
 def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict:
     dataset = args.scene.replace('-', '_')
     per_agent: dict[str, list[float]] = {}
@@ -187,9 +203,7 @@ def stage_report(args: argparse.Namespace, work: Path, runs: list[Path]) -> dict
         }
     success = {agent: {dataset: float(np.mean(v))} for agent, v in per_agent.items()}
     spread = {agent: {dataset: float(np.std(v))} for agent, v in per_agent.items()}
-    curves = {agent: {str(p): float(np.mean([c[p] for c in cs]))
-                      for p in sorted(set.intersection(*(set(c) for c in cs)))}
-              for agent, cs in per_agent_curve.items()}
+    curves = {agent: mean_curve(cs) for agent, cs in per_agent_curve.items()}
     timing = json.loads((work / 'data_timing.json').read_text()) \
         if (work / 'data_timing.json').exists() else {}
     result = {

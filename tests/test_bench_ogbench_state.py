@@ -28,3 +28,12 @@ def test_checkpoints_are_read_from_the_run_not_the_arguments(tmp_path: Path) -> 
     points = ogbench_state.checkpoints(run)
 
     assert points == [(20, run / 'curve' / '20'), (35, run / 'checkpoint')]
+
+
+def test_seeds_stopped_at_different_updates_are_averaged_snapshot_by_snapshot() -> None:
+    timed = [{40000: 4.0, 84477: 5.0, 128863: 5.0}, {40000: 5.0, 83893: 12.0, 128303: 17.0}]
+    assert ogbench_state.mean_curve(timed) == {'40000': 4.5, '84000': 8.5, '129000': 11.0}
+    exact = [{6500: 0.0, 13000: 2.0}, {6500: 2.0, 13000: 4.0}]
+    assert ogbench_state.mean_curve(exact) == {'6500': 1.0, '13000': 3.0}
+    ragged = [{10: 1.0, 20: 3.0}, {20: 5.0}]
+    assert ogbench_state.mean_curve(ragged) == {'20': 4.0}
