@@ -87,17 +87,21 @@ def path_lower_bound(target_net: QNetwork, batch: TensorBatch, gamma: float) -> 
 
     Hindsight goal k = i - t steps ahead: gamma^(k-1). Chained random goal: gamma^k
     Q_target(s_i, a_i, g); for k = 1 that is the chain target itself, so only examples
-    further back need Q at s_i (batch.cut_obs). Q at s_i is computed for every example and
-    kept where it applies: no data-dependent shapes, so a CUDA graph can capture it.
+    further back need Q at s_i: those batch.cut_rows names, or every example when it is
+    None (fixed shapes for a CUDA graph; the mask then keeps the ones it applies to).
     Random-goal negatives get 0.
     '''
     bound = batch.hindsight * gamma ** (batch.steps - 1)
     if batch.cut_obs is None:
         return bound
-    feature = target_net.encode(batch.cut_obs, batch.goal, batch.cut_proprio)
+    rows = batch.cut_rows
+    goal = batch.goal if rows is None else batch.goal[rows]
+    feature = target_net.encode(batch.cut_obs, goal, batch.cut_proprio)
     q_cut = torch.sigmoid(target_net.logits(feature, batch.cut_action.unsqueeze(1))[:, 0])
-    far = (batch.chained > 0) & (batch.steps > 1)
-    return torch.where(far, gamma ** batch.steps * q_cut.float(), bound)
+    if rows is None:
+        far = (batch.chained > 0) & (batch.steps > 1)
+        return torch.where(far, gamma ** batch.steps * q_cut.float(), bound)
+    return bound.index_put((rows,), gamma ** batch.steps[rows] * q_cut.float())
 
 
 def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,

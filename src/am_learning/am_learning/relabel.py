@@ -241,8 +241,12 @@ class TensorBatch:
     cut_obs: torch.Tensor | None = None
     cut_proprio: torch.Tensor | None = None
     cut_action: torch.Tensor | None = None
-    '''Observation, proprioception and dataset action at s_i, for every example (only
-    chained ones use them; None in task batches, which have no cut).'''
+    '''Observation, proprioception and dataset action at s_i, for the examples `cut_rows`
+    names (None in task batches, which have no cut).'''
+    cut_rows: torch.Tensor | None = None
+    '''(K,) int64 positions in the batch of the cut_* rows: the examples chained more than
+    one step back, the only ones whose target needs Q at s_i (gather). None: every example
+    has its row (gather_frames' fixed shapes, for CUDA graph capture).'''
 
 
 MASK_FIELDS = ('reward', 'bootstrap', 'chain', 'goal_negative', 'hindsight', 'chained')
@@ -251,11 +255,14 @@ MASK_ROWS = MASK_FIELDS + ('steps',)
 
 
 def gather(batch: RelabelBatch, gatherer: ObservationGatherer) -> TensorBatch:
-    '''Fetch the frames a RelabelBatch names: one index array, one array of masks.'''
+    '''Fetch the frames a RelabelBatch names: one index array, one array of masks, and the
+    cut rows of the examples that need them (saves a target-trunk pass over the others,
+    which matters for the conv trunk).'''
     frames, masks = batch_arrays(batch)
+    rows = np.flatnonzero(batch.chained & (batch.cut - batch.obs > 1))
     return gather_frames(gatherer.frames(frames),
                          torch.from_numpy(masks).to(gatherer.device, non_blocking=True),
-                         gatherer)
+                         gatherer, cut_rows=rows)
 
 
 def batch_arrays(batch: RelabelBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -266,15 +273,21 @@ def batch_arrays(batch: RelabelBatch) -> tuple[np.ndarray, np.ndarray]:
     return frames, masks.astype(np.float32)
 
 
-def gather_frames(frames: Frames, masks: torch.Tensor,
-                  gatherer: ObservationGatherer) -> TensorBatch:
+def gather_frames(frames: Frames, masks: torch.Tensor, gatherer: ObservationGatherer,
+                  cut_rows: np.ndarray | None = None) -> TensorBatch:
     '''A TensorBatch from batch_arrays' arrays (frames as ObservationGatherer.frames gives
-    them). Only tensor indexing on the device: a CUDA graph can capture it.'''
+    them), with cut rows for the examples at `cut_rows` (None: all). With cut_rows None this
+    is tensor indexing on the device alone: a CUDA graph can capture it.'''
     obs, next_obs, goal, cut = frames
     g = gatherer
+    positions = None
+    if cut_rows is not None:
+        positions = torch.from_numpy(cut_rows).to(masks.device, non_blocking=True)
+        cut = cut[positions] if isinstance(cut, torch.Tensor) else cut[cut_rows]
     return TensorBatch(
         obs=g.obs(obs), proprio=g.proprio(obs), action=g.actions(obs),
         next_obs=g.obs(next_obs), next_proprio=g.proprio(next_obs),
         next_action=g.actions(next_obs), goal=g.obs(goal),
         **dict(zip(MASK_ROWS, masks)),
-        cut_obs=g.obs(cut), cut_proprio=g.proprio(cut), cut_action=g.actions(cut))
+        cut_obs=g.obs(cut), cut_proprio=g.proprio(cut), cut_action=g.actions(cut),
+        cut_rows=positions)

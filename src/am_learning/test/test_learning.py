@@ -13,7 +13,13 @@ from am_learning.config import NetworkConfig, TrainConfig
 from am_learning.evaluate import evaluate
 from am_learning.networks import QNetwork
 from am_learning.policy import GoalReachingPolicy
-from am_learning.relabel import ObservationGatherer, RelabelSampler, gather
+from am_learning.relabel import (
+    ObservationGatherer,
+    RelabelSampler,
+    batch_arrays,
+    gather,
+    gather_frames,
+)
 from am_learning.testing import PointWorld, make_point_dataset, tiny_config
 from am_learning.train import Trainer
 
@@ -87,8 +93,9 @@ def test_lower_bound_raises_targets_to_the_data_path(trained_am, state_data) -> 
                                          'relabel.max_cut_length': 0})
     plain = cfg.with_overrides({'relabel.lower_bound': False})
     sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(11))
-    batch = gather(sampler.sample(1024), ObservationGatherer(state_data, 'state',
-                                                             torch.device('cpu')))
+    examples = sampler.sample(1024)
+    gatherer = ObservationGatherer(state_data, 'state', torch.device('cpu'))
+    batch = gather(examples, gatherer)
     net = trainer.target
     y = losses.td_targets(net, batch, cfg, torch.Generator().manual_seed(0))
     y_plain = losses.td_targets(net, batch, plain, torch.Generator().manual_seed(0))
@@ -96,12 +103,18 @@ def test_lower_bound_raises_targets_to_the_data_path(trained_am, state_data) -> 
     assert hind.any() and far.any()
     assert torch.all(y[hind] >= cfg.gamma ** (batch.steps[hind] - 1) - 1e-6)
     with torch.no_grad():
-        q_cut = torch.sigmoid(net(batch.cut_obs[far], batch.goal[far], None,
-                                  batch.cut_action[far]))
+        q_cut = torch.sigmoid(net(batch.cut_obs, batch.goal[far], None, batch.cut_action))
+    torch.testing.assert_close(batch.cut_rows, torch.nonzero(far)[:, 0])
     assert torch.all(y[far] >= cfg.gamma ** batch.steps[far] * q_cut - 1e-6)
     torch.testing.assert_close(y, torch.maximum(
         y_plain, losses.path_lower_bound(net, batch, cfg.gamma)))
     assert torch.all(y >= y_plain) and torch.any(y > y_plain + 0.05)
+    # The fixed-shape batch a CUDA graph captures (a cut row for every example) agrees.
+    frames, masks = batch_arrays(examples)
+    dense = gather_frames(frames, torch.from_numpy(masks), gatherer)
+    assert dense.cut_rows is None and len(dense.cut_obs) == len(batch.obs)
+    torch.testing.assert_close(losses.path_lower_bound(net, dense, cfg.gamma),
+                               losses.path_lower_bound(net, batch, cfg.gamma))
 
 
 def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
