@@ -3,7 +3,7 @@
     python bench/policy_latency.py [--seconds 30] [--image-size 64]
 
 Starts the installed `policy` node (a separate process, as in deployment) with a 64x64
-checkpoint of the default network and the default acting CEM (64 samples x 3 iterations),
+checkpoint of the default network and the default acting CEM (TrainConfig.act_cem),
 activates it with a goal, and plays the robot from this process: camera images, joint states
 and the end-effector pose at 20 Hz. Each twist is paired with the newest image published
 before it. Metrics (BENCHMARKS.md shape, bench/results/policy_latency.json and .md):
@@ -184,6 +184,7 @@ def run(seconds: float, image_size: int, extra: list[str]) -> dict:
 def write(metrics: dict, args: argparse.Namespace, command: str) -> None:
     out = ROOT / 'bench' / 'results'
     out.mkdir(parents=True, exist_ok=True)
+    cem = TrainConfig().act_cem
     report = {
         'benchmark': 'policy_latency',
         'command': command,
@@ -195,7 +196,8 @@ def write(metrics: dict, args: argparse.Namespace, command: str) -> None:
             f'{args.image_size}x{args.image_size} rgb8 images at 20 Hz for {args.seconds:g} s '
             '(after 2 s warm-up) to the policy node (separate process, Fast DDS on loopback, '
             'trigger=image, servo commander), default network and default acting CEM '
-            '(64 samples x 3 iterations, fp32, CPU). Latency = twist receipt - publish time '
+            f'({cem.samples} samples x {cem.iterations} iterations, fp32, CPU). Latency = '
+            'twist receipt - publish time '
             "of the newest image before it, both in this process. CPU = the node's "
             'user+system time over the same window. The machine is shared (2 cores): other '
             'jobs inflate the tail. Target: latency_p99_ms <= 15.'),
