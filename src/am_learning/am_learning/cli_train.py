@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         start_step, start = trainer.step, time.monotonic()
         row, limited = train_with_limit(trainer, limit_s, not args.no_progress)
         path = trainer.save()
+        if limited:
+            trainer.draw_plots()  # rows since the last redraw (at most every 30 s)
         timing = {'train_wall_s': time.monotonic() - start, 'time_limit_min': args.time_limit_min,
                   'stopped_by_time_limit': limited, 'start_step': start_step,
                   'end_step': trainer.step}

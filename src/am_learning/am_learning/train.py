@@ -484,12 +484,17 @@ class Trainer:
                 csv.writer(f).writerow(header)
         with path.open('a', newline='') as f:
             csv.DictWriter(f, fieldnames=header, extrasaction='ignore').writerow(row)
-        if not final and time.monotonic() - self._plotted_at < PLOT_INTERVAL_S:
+        if final or time.monotonic() - self._plotted_at >= PLOT_INTERVAL_S:
+            self.draw_plots()
+
+    def draw_plots(self) -> None:
+        '''Redraw plots.png from metrics.csv (a failure is logged, never raised).'''
+        if self.run_dir is None or not (self.run_dir / 'metrics.csv').exists():
             return
         self._plotted_at = time.monotonic()
         try:
             from am_learning.plots import plot_metrics
-            plot_metrics(path, self.run_dir / 'plots.png')
+            plot_metrics(self.run_dir / 'metrics.csv', self.run_dir / 'plots.png')
         except Exception as exc:  # noqa: BLE001 - a plot failure must not stop training
             log.warning('could not draw plots: %s', exc)
 
