@@ -48,9 +48,11 @@ from am_learning.relabel import (
 log = logging.getLogger(__name__)
 
 DIAG_OFFSETS = (1, 5, 20, 50, 100, 200)
-# Fields that may change when a run is resumed (extending or re-pacing it).
+# Fields that may change when a run is resumed (extending or re-pacing it, or how its
+# checkpoint acts: act_cem is never used in training).
 RESUMABLE_CHANGES = {'updates', 'log_interval', 'checkpoint_interval', 'device', 'num_threads',
-                     'cuda_graphs', 'tf32'}
+                     'cuda_graphs', 'tf32', 'act_cem.samples', 'act_cem.iterations',
+                     'act_cem.elites', 'act_cem.init_std', 'act_cem.min_std'}
 PLOT_INTERVAL_S = 30.0
 GRAPH_WARMUP = 3
 '''Eager updates before the CUDA graph is captured (lazy initialisation happens in them).'''

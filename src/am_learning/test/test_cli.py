@@ -40,7 +40,11 @@ def test_am_train_writes_a_run_folder_and_resumes(tmp_path: Path, capsys) -> Non
     assert cli_train.main([*args, '--updates', '60']) == 0
     assert json.loads(capsys.readouterr().out)['step'] == 60
     assert [r['step'] for r in rows(run / 'metrics.csv')] == ['20', '40', '60']
-    # A different config in the same folder is refused, naming the field.
+    # The acting search may change (training never uses it; runs from before the 256 x 4
+    # default resume); a different config in the same folder is refused, naming the field.
+    assert cli_train.main([*args, '--updates', '70', '--set', 'act_cem.samples=32']) == 0
+    assert json.loads((run / 'config.json').read_text())['act_cem']['samples'] == 32
+    capsys.readouterr()
     assert cli_train.main([*args, '--updates', '80', '--set', 'lr=0.01']) == 2
     assert 'lr' in capsys.readouterr().err
 
