@@ -117,7 +117,12 @@ def test_goal_images_drive_the_simulated_arm(start_node, ros_node) -> None:
     assert handle.accepted
     result = done(handle.get_result_async(), 20).result
     assert result.reason == ReachGoal.Result.TIMEOUT, result.message
-    assert result.steps >= 20 and len(feedback) >= 20, (result.steps, len(feedback))
+    # A feedback per step. The client keeps the last 10 (rclpy's feedback QoS), so on busy
+    # cores a slow test process can miss older ones (CI saw 18 of 60): count the node's
+    # steps, and check that what arrived is in order and reaches the end.
+    steps = [f.step for f in feedback]
+    assert result.steps >= 20 and len(steps) >= 10, (result.steps, len(steps))
+    assert steps == sorted(set(steps)) and steps[-1] >= result.steps - 3, (steps, result.steps)
     assert 0.0 <= result.final_q <= 1.0
     path = arm.path_since(t1)
     assert np.linalg.norm(path[-1] - path[0]) > 0.03
