@@ -175,7 +175,7 @@ class Trainer:
             self._prepare_run_dir(resume)
         self._metric_keys: list[str] = []
         self._metric_sum: torch.Tensor | None = None  # (len(keys),) on the device
-        self._metric_count = 0
+        self._metrics_since = self.step  # every update adds one set of metrics to the sum
         self._plotted_at = -float('inf')
 
     # --- setup ----------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class Trainer:
         else:
             goal_reaching = cfg.task_weight == 0 or cfg.aux_weight > 0
             with side_stream(self.use_graph):
-                self._accumulate(self.step_on(self.sample_batch() if goal_reaching else None))
+                self._add_metrics(self.step_on(self.sample_batch() if goal_reaching else None))
             self._eager_updates += 1
         self.step += 1
 
@@ -349,10 +349,6 @@ class Trainer:
         metrics['optim/loss'] = loss.detach()
         return metrics
 
-    def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
-        self._add_metrics(metrics)
-        self._metric_count += 1
-
     def _add_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
         values = torch.stack([v.float() for v in metrics.values()])
         if self._metric_sum is None:
@@ -362,11 +358,12 @@ class Trainer:
 
     def take_metrics(self) -> dict[str, float]:
         '''Means of the metrics since the last call (waits for the device once).'''
-        if self._metric_sum is None or self._metric_count == 0:
+        count = self.step - self._metrics_since
+        if self._metric_sum is None or count == 0:
             return {}
-        means = (self._metric_sum / self._metric_count).tolist()
+        means = (self._metric_sum / count).tolist()
         self._metric_sum.zero_()
-        self._metric_count = 0
+        self._metrics_since = self.step
         return dict(zip(self._metric_keys, means))
 
     # --- diagnostics ----------------------------------------------------------------------
@@ -531,7 +528,6 @@ class CudaGraphStep:
         self.frames.copy_(torch.from_numpy(frames).pin_memory(), non_blocking=True)
         self.masks.copy_(torch.from_numpy(masks).pin_memory(), non_blocking=True)
         self.graph.replay()
-        self.trainer._metric_count += 1
 
 
 def _detached_generator(generator: torch.Generator, seed: int) -> torch.Generator:
