@@ -17,6 +17,7 @@ from am_learning.envs.operator import (
     ogbench_to_action,
     window_handle_pos,
 )
+from am_learning.envs.scene import SHADOW_LIGHT
 
 SIZE = 32
 
@@ -332,11 +333,49 @@ def test_render_speed_sanity(scene):
         scene.render()
     fps = 20 / (time.perf_counter() - t)
     print(f'render {SIZE}x{SIZE}: {fps:.0f} frames/s')
-    # What makes it fast: no shadow maps, no multisampling, the faint heavy arm hidden.
+    # What makes it fast: one small shadow map, no multisampling, the faint heavy arm hidden.
     model = scene._env.model
-    assert model.vis.quality.shadowsize == 0 and model.vis.quality.offsamples == 0
-    assert not model.light_castshadow.any()
+    assert model.vis.quality.shadowsize <= 256 and model.vis.quality.offsamples == 0
+    assert model.light_castshadow.sum() == 1
     assert (model.geom_group == 5).sum() > 20
+
+
+def _gripper_pixels(image: np.ndarray) -> np.ndarray:
+    '''(row, col) of the pixels in the gripper's colour (bright, red + green >> blue).'''
+    rgb = image.astype(np.int32)
+    mask = (rgb[..., 0] > 120) & (rgb[..., 1] > 90) & (rgb[..., 2] < 0.5 * rgb[..., 1])
+    return np.argwhere(mask)
+
+
+def test_gripper_and_its_height_are_legible_anywhere_in_the_reach_box():
+    '''A camera-only policy must see where the gripper is: at every corner of the box reach
+    goals are drawn from, the gripper is in the 64 px frame, and its height shows as the gap
+    to its shadow on the table below it.'''
+    s = make_scene('cube-single', 64, seed=0)
+    s.reset(seed=5)
+    model = s._env.model
+    low, high = s._env._arm_sampling_bounds
+    for x in (low[0], high[0]):
+        for y in (low[1], high[1]):
+            gripper, shadow = [], []
+            for z in (low[2], high[2]):
+                pose = np.array([x, y, z])
+                image, reached, _ = s.posed(pose, 0.0)
+                assert np.linalg.norm(reached - pose) < 0.01
+                pixels = _gripper_pixels(image)
+                assert len(pixels) >= 15, f'gripper hardly visible at {pose}'
+                model.light_castshadow[SHADOW_LIGHT] = 0
+                unshaded = s.posed(pose, 0.0)[0]
+                model.light_castshadow[SHADOW_LIGHT] = 1
+                darker = unshaded.astype(np.int32).sum(-1) - image.astype(np.int32).sum(-1)
+                darker[tuple(pixels.T)] = 0  # the gripper's shade on itself
+                assert (darker > 15).sum() >= 3, f'no shadow under the gripper at {pose}'
+                gripper.append(pixels.mean(axis=0))
+                shadow.append(np.argwhere(darker > 15).mean(axis=0))
+            # Image rows grow downwards: the shadow lies below the gripper, farther the higher.
+            gaps = [s_[0] - g[0] for g, s_ in zip(gripper, shadow)]
+            assert 0 < gaps[0] and gaps[0] + 3.0 <= gaps[1], (x, y, gripper, shadow)
+    s.close()
 
 
 @pytest.mark.parametrize('name', ['cube-double', 'scene', 'puzzle-3x3'])

@@ -1,122 +1,118 @@
 '''Makes the reach checkpoint the simulated-arm test drives am_sim with (test asset recipe).
 
 The tiny point-world checkpoint of the other tests cannot move a UR5e toward anything; the
-sim test needs a model that learned arm reaching from the sim's own camera. Recipe:
+sim test needs a model that learned arm reaching from the sim's own camera. The recipe is
+the product's own pipeline, on the product's defaults unless given `--set`:
 
-1. `generate`: episodes of an operator reaching for random targets in am_sim's cube-single
-   scene (gripper open): each episode visits a few targets drawn where the scene draws
-   reach goals, moving with a proportional controller plus smoothed noise. Hindsight
-   relabeling turns every later frame of an episode into a reaching goal.
-2. `train`: Actionable Models on them (am_learning's Trainer, default network, 64 px).
+1. `make`: the scripted reach operator (am_learning.envs.ReachOperator: open gripper to
+   random points of the box reach goals are drawn from, lingering at each) records
+   episodes of am_sim's cube-single scene as rosbag2 bags (`am_sim.generate`), am-dataset
+   builds the 64 px cache, am-train trains Actionable Models on it for a time budget, and
+   the model (model.safetensors + checkpoint.json, no resume state) is copied to --out.
+2. `check`: greedy rollouts of a checkpoint on reach goals of given seeds, as the sim test
+   runs them (60 control steps, no stop rule): start and end distance to the goal. The
+   test's seeds are ones the committed checkpoint solves here.
 
-    python src/am_policy_node/test/reach_checkpoint.py generate --out /tmp/reach.npz
-    python src/am_policy_node/test/reach_checkpoint.py train --data /tmp/reach.npz \\
-        --out src/am_policy_node/test/data/reach_64px --max-seconds 400 --device cuda
+    python src/am_policy_node/test/reach_checkpoint.py make --work /tmp/reach \\
+        --out src/am_policy_node/test/data/reach_64px --episodes 60 --minutes 10 \\
+        --set gamma=0.95
+    python src/am_policy_node/test/reach_checkpoint.py check \\
+        src/am_policy_node/test/data/reach_64px --seeds 100-111
 
-The committed checkpoint (test/data/reach_64px: model.safetensors + checkpoint.json) was
-made this way: 15000 frames (150 episodes x 100 steps, 90 s on 2 cores), then 37000
-updates in 400 s on an H100 (the time budget ended it; a 32 px model trained the same way
-on random-walk data did not learn to reach).
+The committed checkpoint was made with exactly the commands above on 2 CPU cores
+(24,000 frames, 10 minutes of training); test_sim_reach.py says what `check` printed.
 '''
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
-import time
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 
+CONTROL_STEPS = 60  # 3 s at 20 Hz: what the sim test gives a goal
 
-def generate(out: Path, episodes: int, steps: int, image_size: int, seed: int) -> None:
-    '''Random-walk reaching episodes of the simulated arm -> an .npz of EpisodeDataset arrays.'''
+
+def _run(cmd: list[str]) -> None:
+    print('+', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def make(work: Path, out: Path, episodes: int, steps: int, minutes: float, seed: int,
+         train_seed: int, overrides: list[str]) -> None:
+    '''Record reach episodes as bags, build the cache, train AM, copy the model to `out`.'''
+    py = sys.executable
+    bags, cache, run = work / 'bags', work / 'cache', work / 'run'
+    if not (cache / 'manifest.json').exists():
+        shutil.rmtree(bags, ignore_errors=True)
+        _run([py, '-m', 'am_sim.generate', '--scene', 'cube-single', '--operator', 'reach',
+              '--label', 'reach', '--episodes', str(episodes), '--steps', str(steps),
+              '--image-size', '64', '--workers', '2', '--seed', str(seed), '--out', str(bags)])
+        _run([py, '-m', 'am_learning.cli_dataset', 'build', str(bags), '--out', str(cache),
+              '--image-size', '64', '--workers', '2', '--no-progress'])
+    train = [py, '-m', 'am_learning.cli_train', '--dataset', str(cache), '--run-dir', str(run),
+             '--agent', 'am', '--seed', str(train_seed), '--updates', '10000000',
+             '--time-limit-min', f'{minutes:g}', '--device', 'cpu', '--no-progress',
+             '--set', 'num_threads=2']
+    for item in overrides:
+        train += ['--set', item]
+    _run(train)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ('model.safetensors', 'checkpoint.json'):
+        shutil.copy2(run / 'checkpoint' / name, out / name)
+    print(f'model -> {out}')
+
+
+def check(checkpoint: Path, seeds: list[int]) -> None:
+    '''Start and end distance of greedy rollouts on the reach goals of `seeds`.'''
     from am_learning.envs import make_scene
+    from am_learning.policy import GoalReachingPolicy
 
-    scene = make_scene('cube-single', image_size, seed=seed)
-    rng = np.random.default_rng(seed)
-    low, high = np.array([0.25, -0.35, 0.20]), np.array([0.6, 0.35, 0.35])  # reach goals
-    images, proprio, actions, ends = [], [], [], []
-    start = time.perf_counter()
-    for _ in range(episodes):
-        scene.reset(seed=int(rng.integers(2**31)))
-        noise = np.zeros(5)
-        target, yaw_rate, left = None, 0.0, 0
-        for _ in range(steps):
-            if left <= 0:  # next target, reached or not
-                target = rng.uniform(low, high)
-                yaw_rate = rng.uniform(-0.5, 0.5)
-                left = int(rng.integers(15, 35))
-            left -= 1
-            noise = 0.7 * noise + 0.3 * rng.normal(size=5)  # smoothed, like play noise
-            a = np.zeros(5)
-            a[:3] = np.clip((target - scene.ee_position()) / 0.05, -1.0, 1.0)
-            a[3] = yaw_rate
-            a = np.clip(a + noise, -1.0, 1.0)
-            a[4] = -1.0  # gripper open throughout, as in the reach task's goal images
-            images.append(scene.render())
-            proprio.append(scene.proprio())
-            actions.append(a.astype(np.float32))
-            scene.step(a)
-        ends.append(len(actions))
-    np.savez_compressed(out, images=np.stack(images), proprio=np.stack(proprio).astype(np.float32),
-             actions=np.stack(actions), episode_ends=np.asarray(ends, np.int64))
-    print(f'{len(actions)} frames in {time.perf_counter() - start:.0f} s -> {out}')
+    policy = GoalReachingPolicy.from_checkpoint(checkpoint)
+    scene = make_scene('cube-single', policy.image_size, seed=0)
+    ratios = []
+    for seed in seeds:
+        goal = scene.load_reach_task(seed=seed)
+        policy.set_goal(goal)
+        start = scene.goal_distance()
+        for _ in range(CONTROL_STEPS):
+            scene.step(policy.act(scene.render(), scene.proprio()).action)
+        end = scene.goal_distance()
+        ratios.append(end / start)
+        print(f'seed {seed}: {start:.3f} -> {end:.3f} m ({end / start:.2f}x)', flush=True)
+    print(f'below 0.6x on {sum(r < 0.6 for r in ratios)} of {len(ratios)}; '
+          f'median ratio {np.median(ratios):.2f}')
 
 
-def train(data: Path, out: Path, updates: int, device: str, seed: int,
-          max_seconds: float = 0.0) -> None:
-    '''AM on the generated episodes; writes model.safetensors + checkpoint.json to `out`.'''
-    from am_learning.config import NetworkConfig, TrainConfig
-    from am_learning.data.dataset import EpisodeDataset
-    from am_learning.train import Trainer
-
-    arrays = np.load(data)
-    dataset = EpisodeDataset(
-        actions=arrays['actions'], episode_ends=arrays['episode_ends'],
-        proprio=arrays['proprio'], images=arrays['images'],
-        manifest={'source': 'am_policy_node/test/reach_checkpoint.py', 'scene': 'cube-single',
-                  'episodes': [{'success': False}] * len(arrays['episode_ends'])})
-    image_size = int(arrays['images'].shape[1])
-    base = TrainConfig()
-    config = replace(base, network=NetworkConfig(image_size=image_size), updates=updates,
-                     batch_size=256, lr=3e-4, log_interval=max(1, updates // 10),
-                     checkpoint_interval=updates, device=device, seed=seed)
-    trainer = Trainer(config, dataset)
-    start = time.perf_counter()
-    row: dict = {}
-    while trainer.step < updates:  # in chunks, so a time budget can end it early
-        row = trainer.train(min(updates, trainer.step + 500)) or row
-        elapsed = time.perf_counter() - start
-        print(f'{trainer.step} updates, {elapsed:.0f} s', flush=True)
-        if max_seconds and elapsed > max_seconds:
-            break
-    print(f'{trainer.step} updates in {time.perf_counter() - start:.0f} s; last row: {row}')
-    folder = trainer.save(out)
-    for name in ('trainer.safetensors', 'trainer.json'):  # resume state: not needed to act
-        (folder / name).unlink(missing_ok=True)
+def _seeds(text: str) -> list[int]:
+    if '-' in text:
+        lo, hi = (int(v) for v in text.split('-'))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(',')]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='cmd', required=True)
-    g = sub.add_parser('generate')
-    g.add_argument('--out', type=Path, required=True)
-    g.add_argument('--episodes', type=int, default=150)
-    g.add_argument('--steps', type=int, default=100)
-    g.add_argument('--image-size', type=int, default=64)
-    g.add_argument('--seed', type=int, default=1)
-    t = sub.add_parser('train')
-    t.add_argument('--data', type=Path, required=True)
-    t.add_argument('--out', type=Path, required=True)
-    t.add_argument('--updates', type=int, default=40000)
-    t.add_argument('--device', default='cpu')
-    t.add_argument('--seed', type=int, default=0)
-    t.add_argument('--max-seconds', type=float, default=0.0,
-                   help='stop (and save) after this long; 0: no limit')
+    m = sub.add_parser('make')
+    m.add_argument('--work', type=Path, required=True, help='bags, cache and run go here')
+    m.add_argument('--out', type=Path, required=True)
+    m.add_argument('--episodes', type=int, default=60)
+    m.add_argument('--steps', type=int, default=400)
+    m.add_argument('--minutes', type=float, default=10.0, help='training time budget')
+    m.add_argument('--seed', type=int, default=1, help='seed of the recorded episodes')
+    m.add_argument('--train-seed', type=int, default=0)
+    m.add_argument('--set', action='append', default=[], help='TrainConfig override')
+    c = sub.add_parser('check')
+    c.add_argument('checkpoint', type=Path)
+    c.add_argument('--seeds', default='100-111', help='100-111 or 100,104')
     args = parser.parse_args()
-    if args.cmd == 'generate':
-        generate(args.out, args.episodes, args.steps, args.image_size, args.seed)
+    if args.cmd == 'make':
+        make(args.work, args.out, args.episodes, args.steps, args.minutes, args.seed,
+             args.train_seed, args.set)
     else:
-        train(args.data, args.out, args.updates, args.device, args.seed, args.max_seconds)
+        check(args.checkpoint, _seeds(args.seeds))
 
 
 if __name__ == '__main__':

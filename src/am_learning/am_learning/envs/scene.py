@@ -4,9 +4,9 @@ One object serves the ROS simulator (am_sim's `sim_robot`), the offline episode 
 and in-process evaluation, so all three render and step identically. It wraps the
 environment of `ogbench.make_env_and_datasets('visual-<scene>-play-v0', env_only=True)`:
 the visual variant's colours and camera ('front_pixels'), but the state observation for
-`state()`, and rendering made cheap (no shadows, no anti-aliasing: ENVIRONMENT.md measured
-45-75 ms a 64x64 frame by default;
-`draw_arm=False`, the default, also hides the faint arm: about 4-8 ms).
+`state()`, and rendering made cheap and legible (`_set_camera_look`: one small shadow map, no
+anti-aliasing, a bright gripper in a wider view; ENVIRONMENT.md measured 45-75 ms a 64x64
+frame with OGBench's settings; `draw_arm=False`, the default, also hides the faint arm).
 
 Tasks:
 - play (after `reset`): no task; cubes and arm placed at random.
@@ -36,6 +36,18 @@ SCENES = {
 }
 REACH_TOLERANCE_M = 0.03
 CAMERA = 'front_pixels'
+CAMERA_POSE = ((1.2, 0.0, 0.9), (0.425, 0.0, 0.15), 54.0)
+'''The pixel camera: position, the point it looks at (metres) and vertical field of view
+(degrees). OGBench's ('front_pixels': 1.05 m out, 0.64 m up, 45 degrees, aimed at the
+near table) leaves the reach box's near corners out of the 64 px frame; this one sees the
+whole box with 3 cm to spare on every side, and the table under it.'''
+GRIPPER_RGBA = (1.0, 0.85, 0.1, 1.0)
+'''Colour of the gripper's fingers and pads (OGBench: dim purple, a few pixels at 64 px that
+a camera-only policy could barely find against the dark floor).'''
+SHADOW_LIGHT = 0
+'''The light that casts shadows: OGBench's top light (straight down), so the gripper's
+shadow marks the point under it and its height is the gap to its shadow in the image.'''
+SHADOW_MAP_SIZE = 256
 # Hidden unless `draw_arm`: the UR5e links and the gripper's coupling, drawn at 10% opacity
 # in OGBench's visual scenes, hold 180k of the 193k visible triangles; a software renderer
 # spends most of a frame on them (measured at 64x64: about 35 fps with them, 250 without).
@@ -62,6 +74,44 @@ def _hide_faint_arm(model: 'mujoco.MjModel') -> None:  # noqa: F821
         mesh = model.mesh(model.geom_dataid[g]).name
         if not name.startswith(_GRIPPER_PREFIX) or mesh in _HEAVY_GRIPPER_MESHES:
             model.geom_group[g] = _HIDDEN_GROUP
+
+
+def _set_camera_look(model: 'mujoco.MjModel') -> None:  # noqa: F821
+    '''What the pixel camera sees, made for camera-only policies and fast to render.
+
+    OGBench's visual look hides the gripper (dim, and out of frame at the reach box's
+    near corners) and shows no height. Here the fingers are bright, the camera sees the
+    whole box (`CAMERA_POSE`), and one light casts a small shadow map; multisampling stays
+    off. At 64 px a frame costs about
+    6 ms (2 ms without the shadow) on this machine's cores.
+    '''
+    model.vis.quality.shadowsize = SHADOW_MAP_SIZE
+    model.vis.quality.offsamples = 0
+    model.light_castshadow[:] = 0
+    model.light_castshadow[SHADOW_LIGHT] = 1
+    _aim_camera(model, model.camera(CAMERA).id, *CAMERA_POSE)
+    for g in range(model.ngeom):
+        if model.geom(g).name.startswith(_GRIPPER_PREFIX) and model.geom_group[g] <= 2:
+            model.geom_matid[g] = -1
+            model.geom_rgba[g] = GRIPPER_RGBA
+
+
+def _aim_camera(model: 'mujoco.MjModel', camera: int, position: tuple[float, float, float],  # noqa: F821
+                target: tuple[float, float, float], fovy_deg: float) -> None:
+    '''Place a fixed world camera at `position` looking at `target`, image up = world up.'''
+    import mujoco
+
+    forward = np.subtract(target, position, dtype=np.float64)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    # A MuJoCo camera looks along its -z with +y up in the image.
+    frame = np.stack([right, np.cross(right, forward), -forward], axis=1)
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, frame.reshape(-1))
+    model.cam_pos[camera] = position
+    model.cam_quat[camera] = quat
+    model.cam_fovy[camera] = fovy_deg
 
 
 def _flatten_successes(successes: Any) -> list[bool]:
@@ -124,9 +174,7 @@ class Scene:
         u.render = lambda camera=None, **kw: ManipSpaceEnv.render(u, camera=camera or CAMERA,
                                                                   **kw)
         model = u.model
-        model.vis.quality.shadowsize = 0
-        model.vis.quality.offsamples = 0
-        model.light_castshadow[:] = 0
+        _set_camera_look(model)
         if not draw_arm:
             _hide_faint_arm(model)
         if u._renderer is not None:  # rebuilt on the next render with the settings above
@@ -204,31 +252,35 @@ class Scene:
         The goal image shows the scene as it is with the gripper moved to the goal pose
         (solved by OGBench's IK); the start is restored afterwards.
         '''
+        self.reset(seed)
+        pos = self._rng.uniform(*self._env._arm_sampling_bounds)
+        yaw = self._rng.uniform(-np.pi, np.pi)
+        image, self._goal_pos, self._goal_state = self.posed(pos, yaw)
+        self._task = 'reach'
+        return image
+
+    def posed(self, pos: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        '''The scene with the gripper pointing down at `pos` (metres) turned by `yaw`: its
+        image (zeros without rendering), the effector position the IK reached, and the state.
+        The arm is put back where it was; nothing is stepped.'''
+        import mujoco
         from ogbench.manipspace import lie
 
-        self.reset(seed)
         u = self._env
-        pos = self._rng.uniform(*u._arm_sampling_bounds)
-        yaw = self._rng.uniform(-np.pi, np.pi)
-        rot = lie.SO3.from_z_radians(yaw) @ u._effector_down_rotation
-        t_wa = lie.SE3.from_rotation_and_translation(rot, pos) @ u._T_pa
+        rot = lie.SO3.from_z_radians(float(yaw)) @ u._effector_down_rotation
+        t_wa = lie.SE3.from_rotation_and_translation(rot, np.asarray(pos, np.float64)) @ u._T_pa
         qpos_goal = u._ik.solve(pos=t_wa.translation(), quat=t_wa.rotation().wxyz,
                                 curr_qpos=u._data.qpos[u._arm_joint_ids])
-        import mujoco
-
         saved_qpos, saved_qvel = u.data.qpos.copy(), u.data.qvel.copy()
         u.data.qpos[u._arm_joint_ids] = qpos_goal
         u.data.qvel[:] = 0.0
         mujoco.mj_forward(u.model, u.data)
-        # The pose the IK reached is the goal (the image shows exactly it).
-        self._goal_pos = self.ee_position()
-        self._goal_state = self.state()
+        reached, state = self.ee_position(), self.state()  # what the image shows exactly
         image = self.render() if self._render_enabled else np.zeros(
             (self.image_size, self.image_size, 3), np.uint8)
         u.data.qpos[:], u.data.qvel[:] = saved_qpos, saved_qvel
         mujoco.mj_forward(u.model, u.data)
-        self._task = 'reach'
-        return image
+        return image, reached, state
 
     # --- stepping and observing ---------------------------------------------------------
 
@@ -260,7 +312,7 @@ class Scene:
         self._steps += 1
 
     def render(self) -> np.ndarray:
-        '''Camera image (H, W, 3) uint8, shadows and anti-aliasing off.'''
+        '''Camera image (H, W, 3) uint8 (the look of `_set_camera_look`).'''
         if not self._render_enabled:
             raise RuntimeError('this scene was made with render=False')
         return self._env.render()
