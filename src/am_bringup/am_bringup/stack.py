@@ -13,6 +13,9 @@ from pathlib import Path
 ROBOTS = ('sim', 'gazebo', 'real')
 COMMANDERS = ('servo', 'moveit_py')
 TELEOPS = ('scripted', 'none')
+SCRIPTED_OPERATORS = ('play', 'reach')
+'''What the scripted teleoperator can do (am_learning.envs.OPERATORS; not imported here:
+it loads the simulator).'''
 
 
 class StackError(ValueError):
@@ -123,11 +126,11 @@ def robot_stack(args: Mapping[str, str]) -> list[NodeSpec]:
 def record_stack(args: Mapping[str, str]) -> list[NodeSpec]:
     '''`record.launch.py`: robot + recorder (+ the scripted teleoperator in sim).
 
-    Arguments: robot, teleop (scripted|none), episodes, steps, output_dir, scene,
-    use_sim_time, real_time_factor.
+    Arguments: robot, teleop (scripted|none), operator (play|reach, scripted only),
+    episodes, steps, output_dir, scene, use_sim_time, real_time_factor, seed.
     '''
-    known = {'robot', 'teleop', 'episodes', 'steps', 'output_dir', 'scene', 'use_sim_time',
-             'real_time_factor', 'seed'}
+    known = {'robot', 'teleop', 'operator', 'episodes', 'steps', 'output_dir', 'scene',
+             'use_sim_time', 'real_time_factor', 'seed'}
     _reject_unknown(args, known)
     robot = _choice('robot', args.get('robot', 'sim'), ROBOTS)
     teleop = _choice('teleop', args.get('teleop', 'scripted' if robot == 'sim' else 'none'),
@@ -143,6 +146,9 @@ def record_stack(args: Mapping[str, str]) -> list[NodeSpec]:
         for key in ('episodes', 'steps', 'seed'):
             if key in args:
                 params[key] = _int(key, args[key])
+        if 'operator' in args:  # the episodes are labelled with what the operator did
+            params['operator'] = params['label'] = _choice(
+                'operator', args['operator'], SCRIPTED_OPERATORS)
         # The teleoperator ends the recording session: when it is done, the stack stops.
         nodes.append(NodeSpec('am_sim', 'scripted_teleop', 'scripted_teleop',
                               'scripted_teleop.yaml', params))

@@ -1,9 +1,10 @@
 '''Record teleop episodes: `ros2 launch am_bringup record.launch.py`.
 
 robot:=sim starts am_sim and, with teleop:=scripted (the default there), the scripted
-teleoperator that records `episodes` episodes and then ends the launch. robot:=gazebo|real
-includes robot_launch/servo_launch and records what your teleop device commands; start and
-stop episodes with the recorder's services (~/start_episode, ~/stop_episode).
+teleoperator that records `episodes` episodes of `operator` (play or reach) and then ends
+the launch. robot:=gazebo|real includes robot_launch/servo_launch and records what your
+teleop device commands; start and stop episodes with the recorder's services
+(~/start_episode, ~/stop_episode).
 The bags hold every topic the trainer reads (config/recorder.yaml).
 '''
 
@@ -15,6 +16,8 @@ from am_bringup.stack import record_stack
 ARGUMENTS = (
     ('robot', 'sim', 'sim | gazebo | real'),
     ('teleop', '', 'scripted (sim only) | none; default scripted in sim, none otherwise'),
+    ('operator', 'play', 'what the scripted teleoperator does: play (pick and place) | '
+     'reach (the gripper to random points of the workspace)'),
     ('episodes', '10', 'episodes the scripted teleoperator records'),
     ('steps', '200', 'control steps per scripted episode'),
     ('output_dir', '', 'recorder output folder (default from config/recorder.yaml)'),

@@ -44,6 +44,14 @@ def test_faster_than_real_time_forces_sim_time():
     assert teleop.executable == 'scripted_teleop' and teleop.parameters['episodes'] == 3
 
 
+def test_record_stack_chooses_the_scripted_operator():
+    teleop = record_stack({'operator': 'reach'})[-1]
+    assert teleop.parameters['operator'] == 'reach' and teleop.parameters['label'] == 'reach'
+    assert 'operator' not in record_stack({})[-1].parameters  # scripted_teleop.yaml's
+    with pytest.raises(StackError, match='operator:=dance is not one of play, reach'):
+        record_stack({'operator': 'dance'})
+
+
 @pytest.mark.parametrize('args, message', [
     ({'robot': 'moon'}, 'robot:=moon is not one of sim, gazebo, real'),
     ({'commander': 'joystick'}, 'commander:=joystick'),
