@@ -391,6 +391,11 @@ def test_other_scenes_step_render_and_load_tasks(name):
     assert s.goal_state().shape == s.state().shape
     s.load_reach_task(seed=1)
     assert s.goal_distance() > 0
+    # Only the faint arm is hidden: the scene's own meshes (buttons, drawer, window, puzzle
+    # pieces) stay in the camera's groups.
+    model = s._env.model
+    hidden = {model.geom(g).name for g in np.flatnonzero(model.geom_group == 5)}
+    assert hidden and all(n.startswith('ur5e/') for n in hidden), sorted(hidden)[:5]
     s.close()
 
 

@@ -3,10 +3,11 @@
 One object serves the ROS simulator (am_sim's `sim_robot`), the offline episode generator
 and in-process evaluation, so all three render and step identically. It wraps the
 environment of `ogbench.make_env_and_datasets('visual-<scene>-play-v0', env_only=True)`:
-the visual variant's colours and camera ('front_pixels'), but the state observation for
-`state()`, and rendering made cheap and legible (`_set_camera_look`: one small shadow map, no
-anti-aliasing, a bright gripper in a wider view; ENVIRONMENT.md measured 45-75 ms a 64x64
-frame with OGBench's settings; `draw_arm=False`, the default, also hides the faint arm).
+the visual variant's colours, but the state observation for `state()`, and a camera look of
+its own, legible and cheap (`_set_camera_look`: a bright gripper, the pixel camera re-aimed at
+the whole reach box, one small shadow map, no anti-aliasing; ENVIRONMENT.md measured 45-75
+ms a 64x64 frame with OGBench's settings, 6-7 ms with these; `draw_arm=False`, the default,
+also hides the faint arm).
 
 Tasks:
 - play (after `reset`): no task; cubes and arm placed at random.
@@ -52,6 +53,7 @@ SHADOW_MAP_SIZE = 256
 # in OGBench's visual scenes, hold 180k of the 193k visible triangles; a software renderer
 # spends most of a frame on them (measured at 64x64: about 35 fps with them, 250 without).
 # The gripper's fingers and pads stay visible.
+_ARM_PREFIX = 'ur5e/'
 _GRIPPER_PREFIX = 'ur5e/robotiq/'
 _HEAVY_GRIPPER_MESHES = ('ur5e/robotiq/base', 'ur5e/robotiq/base_mount')
 _HIDDEN_GROUP = 5
@@ -68,9 +70,10 @@ def _hide_faint_arm(model: 'mujoco.MjModel') -> None:  # noqa: F821
     import mujoco
 
     for g in range(model.ngeom):
-        if model.geom_type[g] != mujoco.mjtGeom.mjGEOM_MESH or model.geom_group[g] > 2:
-            continue
         name = model.geom(g).name
+        if (model.geom_type[g] != mujoco.mjtGeom.mjGEOM_MESH or model.geom_group[g] > 2
+                or not name.startswith(_ARM_PREFIX)):  # the scene's own meshes stay
+            continue
         mesh = model.mesh(model.geom_dataid[g]).name
         if not name.startswith(_GRIPPER_PREFIX) or mesh in _HEAVY_GRIPPER_MESHES:
             model.geom_group[g] = _HIDDEN_GROUP
@@ -82,8 +85,7 @@ def _set_camera_look(model: 'mujoco.MjModel') -> None:  # noqa: F821
     OGBench's visual look hides the gripper (dim, and out of frame at the reach box's
     near corners) and shows no height. Here the fingers are bright, the camera sees the
     whole box (`CAMERA_POSE`), and one light casts a small shadow map; multisampling stays
-    off. At 64 px a frame costs about
-    6 ms (2 ms without the shadow) on this machine's cores.
+    off. At 64 px a frame costs 6.7 ms here (2.1 ms without the shadow).
     '''
     model.vis.quality.shadowsize = SHADOW_MAP_SIZE
     model.vis.quality.offsamples = 0
