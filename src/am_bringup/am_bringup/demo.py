@@ -45,7 +45,10 @@ class Preset:
     steps: int
     '''Control steps per episode (20 Hz).'''
     real_time_factor: float
-    '''Simulation speed while recording (4 was the highest lossless factor measured).'''
+    '''Simulation speed while recording. 2 is the highest lossless factor measured with the
+    shadowed camera (bench/results/collection.md); the demos record at 4 and accept that
+    about 4% of the commands arrive a step late (measured: 514 of 12,246), for half the
+    recording time.'''
     image_size: int
     '''Training resolution.'''
     am_updates: int
