@@ -322,7 +322,11 @@ def main(args=None) -> None:
         node.get_logger().error(str(error))
         code = 1
     finally:
-        executor.shutdown(timeout_sec=2.0)
+        # Let the spinning thread leave rcl before the node and context go: on busy cores a
+        # 2 s shutdown returned with it still waiting, and the process aborted on exit
+        # ("terminate called without an active exception", code -6) after its report.
+        executor.shutdown(timeout_sec=10.0)
+        spinner.join(timeout=10.0)
         node.destroy_node()
         rclpy.try_shutdown()
     raise SystemExit(code)
