@@ -19,8 +19,10 @@ the product's own pipeline, on the product's defaults unless given `--set`:
     python src/am_policy_node/test/reach_checkpoint.py check \\
         src/am_policy_node/test/data/reach_64px --seeds 100-111
 
-The committed checkpoint was made with exactly the commands above on 2 CPU cores
-(24,000 frames, 10 minutes of training); test_sim_reach.py says what `check` printed.
+The committed checkpoint was made on 2 CPU cores with the same generate, build and train
+commands as `make` runs (issued then by bench/visual.py's data stage, `--play-episodes 0
+--reach-episodes 60 --steps 400`, and am-train by hand): 24,000 frames, 10 minutes of
+training. test_sim_reach.py says what `check` printed.
 '''
 
 import argparse
@@ -67,6 +69,7 @@ def make(work: Path, out: Path, episodes: int, steps: int, minutes: float, seed:
 def check(checkpoint: Path, seeds: list[int]) -> None:
     '''Start and end distance of greedy rollouts on the reach goals of `seeds`.'''
     from am_learning.envs import make_scene
+    from am_learning.evaluate import rollout
     from am_learning.policy import GoalReachingPolicy
 
     policy = GoalReachingPolicy.from_checkpoint(checkpoint)
@@ -74,11 +77,9 @@ def check(checkpoint: Path, seeds: list[int]) -> None:
     ratios = []
     for seed in seeds:
         goal = scene.load_reach_task(seed=seed)
-        policy.set_goal(goal)
-        start = scene.goal_distance()
-        for _ in range(CONTROL_STEPS):
-            scene.step(policy.act(scene.render(), scene.proprio()).action)
-        end = scene.goal_distance()
+        result = rollout(policy, scene, goal, task='reach', max_steps=CONTROL_STEPS,
+                         stop='time')
+        start, end = result.start_goal_distance, result.goal_distance
         ratios.append(end / start)
         print(f'seed {seed}: {start:.3f} -> {end:.3f} m ({end / start:.2f}x)', flush=True)
     print(f'below 0.6x on {sum(r < 0.6 for r in ratios)} of {len(ratios)}; '

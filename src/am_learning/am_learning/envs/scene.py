@@ -98,8 +98,11 @@ def _set_camera_look(model: 'mujoco.MjModel') -> None:  # noqa: F821
             model.geom_rgba[g] = GRIPPER_RGBA
 
 
-def _aim_camera(model: 'mujoco.MjModel', camera: int, position: tuple[float, float, float],  # noqa: F821
-                target: tuple[float, float, float], fovy_deg: float) -> None:
+Point = tuple[float, float, float]
+
+
+def _aim_camera(model: 'mujoco.MjModel', camera: int, position: Point,  # noqa: F821
+                target: Point, fovy_deg: float) -> None:
     '''Place a fixed world camera at `position` looking at `target`, image up = world up.'''
     import mujoco
 
