@@ -43,7 +43,7 @@ def test_split_cache_keeps_frames_and_cuts_episodes(tmp_path):
     assert split.manifest['normalization'] == full.manifest['normalization']
 
     # Training never sees a transition across a cut, nor a hindsight goal beyond it.
-    sampler = RelabelSampler(split, RelabelConfig(), np.random.default_rng(0))
+    sampler = RelabelSampler(split, RelabelConfig(), np.random.default_rng(0), gamma=0.99)
     batch = sampler.sample(2000)
     episode = split.episode_index()
     assert np.all(episode[batch.obs] == episode[batch.next_obs])

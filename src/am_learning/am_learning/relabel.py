@@ -57,10 +57,18 @@ class RelabelSampler:
     '''Draws relabeled batches from an EpisodeDataset.'''
 
     def __init__(self, dataset: EpisodeDataset, cfg: RelabelConfig,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, *, gamma: float | None = None) -> None:
+        '''gamma: the run's discount, which geometric goal offsets follow unless
+        cfg.offset_discount sets theirs.'''
         self.dataset = dataset
         self.cfg = cfg
         self.rng = rng
+        self.offset_discount = cfg.offset_discount if cfg.offset_discount is not None else gamma
+        if cfg.goal_offset == 'geometric' and not (
+                self.offset_discount is not None and 0.0 <= self.offset_discount < 1.0):
+            raise ValueError('geometric goal offsets need a discount in [0, 1): set '
+                             "relabel.offset_discount, or pass the run's gamma below 1, got "
+                             f'{self.offset_discount!r}')
         starts = dataset.episode_starts
         lengths = dataset.episode_ends - starts
         usable = lengths >= 2  # an episode of one frame has no transition
@@ -86,7 +94,7 @@ class RelabelSampler:
         cap = self.cfg.max_cut_length
         if self.cfg.goal_offset == 'geometric':
             start, length, t = self._transitions(n)
-            steps = self.rng.geometric(1.0 - self.cfg.offset_discount, size=n)
+            steps = self.rng.geometric(1.0 - self.offset_discount, size=n)
             if cap > 0:
                 steps = np.minimum(steps, cap)
             return start, np.minimum(t + steps, length - 1), t

@@ -147,7 +147,7 @@ class Trainer:
         self.net.to(self.device)
         self.net.set_channels_last(config.channels_last)
         self.target = copy.deepcopy(self.net).requires_grad_(False) if self.is_q else None
-        self.sampler = RelabelSampler(dataset, config.relabel, self.rng)
+        self.sampler = RelabelSampler(dataset, config.relabel, self.rng, gamma=config.gamma)
         self.gatherer = ObservationGatherer(dataset, config.network.observation, self.device)
         self.use_graph = (self.device.type == 'cuda' and config.cuda_graphs
                           and config.task_weight == 0 and self.gatherer.resident)

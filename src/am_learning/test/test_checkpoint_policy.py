@@ -193,3 +193,11 @@ def test_config_files_and_overrides(tmp_path: Path) -> None:
         cfg.with_overrides({'relabel.nope': 1})
     with pytest.raises(ValueError, match='relabel.hindsight_goal_prob'):
         cfg.with_overrides({'relabel.hindsight_goal_prob': 1.5}).validate()
+    # An optional number: unset (follows gamma), a number, or an error naming the field.
+    assert cfg.relabel.offset_discount is None
+    assert cfg.with_overrides({'relabel.offset_discount': 0.9}).relabel.offset_discount == 0.9
+    with pytest.raises(ValueError, match='relabel.offset_discount: expected a number'):
+        TrainConfig.from_dict({'relabel': {'offset_discount': 'fast'}})
+    with pytest.raises(ValueError, match='set relabel.offset_discount'):
+        cfg.with_overrides({'gamma': 1.0}).validate()
+    cfg.with_overrides({'gamma': 1.0, 'relabel.offset_discount': 0.99}).validate()

@@ -70,7 +70,8 @@ def test_greedy_cem_reaches_goals_far_better_than_random(trained_am) -> None:
 def test_td_targets_follow_the_three_cases(trained_am, state_data) -> None:
     trainer, _ = trained_am
     cfg = trainer.config
-    sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(9))
+    sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(9),
+                             gamma=cfg.gamma)
     batch = gather(sampler.sample(512), ObservationGatherer(state_data, 'state',
                                                             torch.device('cpu')))
     y = losses.td_targets(trainer.target, batch, cfg, torch.Generator().manual_seed(0))
@@ -92,7 +93,8 @@ def test_lower_bound_raises_targets_to_the_data_path(trained_am, state_data) -> 
                                          'relabel.offset_discount': 0.9,
                                          'relabel.max_cut_length': 0})
     plain = cfg.with_overrides({'relabel.lower_bound': False})
-    sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(11))
+    sampler = RelabelSampler(state_data, cfg.relabel, np.random.default_rng(11),
+                             gamma=cfg.gamma)
     examples = sampler.sample(1024)
     gatherer = ObservationGatherer(state_data, 'state', torch.device('cpu'))
     batch = gather(examples, gatherer)

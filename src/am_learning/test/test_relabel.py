@@ -23,7 +23,7 @@ def ragged_dataset() -> EpisodeDataset:
 def test_goals_come_from_the_cut_of_the_same_episode() -> None:
     ds = ragged_dataset()
     sampler = RelabelSampler(ds, RelabelConfig(hindsight_goal_prob=0.5),
-                             np.random.default_rng(0))
+                             np.random.default_rng(0), gamma=0.99)
     b = sampler.sample(20000)
     ep, pos = ds.states[:, 0], ds.states[:, 1]
     # s_t and s_{t+1} are consecutive frames of one episode, never of the unusable one.
@@ -73,7 +73,7 @@ def test_cut_positions_are_uniform_prefixes() -> None:
 def test_max_cut_length_and_goal_chaining_switch(offset: str) -> None:
     ds = ragged_dataset()
     cfg = RelabelConfig(goal_offset=offset, max_cut_length=3, goal_chaining=False)
-    b = RelabelSampler(ds, cfg, np.random.default_rng(3)).sample(5000)
+    b = RelabelSampler(ds, cfg, np.random.default_rng(3), gamma=0.99).sample(5000)
     assert np.all(b.cut - b.obs <= 3)
     assert not np.any(b.chain) and not np.any(b.chained)
     np.testing.assert_array_equal(b.bootstrap, 1.0 - b.reward)
@@ -97,9 +97,30 @@ def test_geometric_offsets_cover_transitions_uniformly() -> None:
     np.testing.assert_array_equal(b.chained, ~b.hindsight)
 
 
+def test_geometric_offsets_follow_gamma_unless_set() -> None:
+    ds = EpisodeDataset(actions=np.zeros((4000, 5), np.float32), episode_ends=np.array([4000]),
+                        proprio=np.zeros((4000, 0), np.float32),
+                        states=np.zeros((4000, 1), np.float32))
+
+    def mean_offset(cfg: RelabelConfig, gamma: float | None) -> float:
+        b = RelabelSampler(ds, cfg, np.random.default_rng(8), gamma=gamma).sample(50000)
+        inside = b.obs < 3000  # far from the end: unclipped
+        return float(np.mean((b.cut - b.obs)[inside]))
+
+    assert abs(mean_offset(RelabelConfig(), 0.95) - 20.0) < 0.6  # 1 / (1 - gamma)
+    assert abs(mean_offset(RelabelConfig(), 0.99) - 100.0) < 3.0
+    assert abs(mean_offset(RelabelConfig(offset_discount=0.9), 0.99) - 10.0) < 0.3
+    with pytest.raises(ValueError, match='discount in'):
+        RelabelSampler(ds, RelabelConfig(), np.random.default_rng(0))  # no gamma, none set
+    with pytest.raises(ValueError, match='discount in'):
+        RelabelSampler(ds, RelabelConfig(), np.random.default_rng(0), gamma=1.0)
+    # Uniform offsets need no discount at all.
+    RelabelSampler(ds, RelabelConfig(goal_offset='uniform'), np.random.default_rng(0))
+
+
 def test_her_neg_random_goal_negatives_have_target_zero() -> None:
     ds = ragged_dataset()
-    sampler = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(4))
+    sampler = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(4), gamma=0.99)
     b = sampler.sample(20000, hindsight_goal_prob=1.0, goal_chaining=False,
                        random_goal_negative_prob=0.3)
     neg = b.goal_negative.astype(bool)
@@ -111,7 +132,7 @@ def test_her_neg_random_goal_negatives_have_target_zero() -> None:
 
 def test_offsets_stay_inside_episodes() -> None:
     ds = ragged_dataset()
-    sampler = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(5))
+    sampler = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(5), gamma=0.99)
     frames, goals = sampler.sample_offsets(500, 5)
     assert np.all(ds.states[goals, 0] == ds.states[frames, 0])
     assert np.all(ds.states[goals, 1] - ds.states[frames, 1] == 5)
@@ -123,7 +144,7 @@ def test_gather_fetches_the_named_frames() -> None:
 
     ds = ragged_dataset()
     ds.actions[:] = np.arange(len(ds.actions))[:, None]
-    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(6)).sample(64)
+    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(6), gamma=0.99).sample(64)
     t = gather(b, ObservationGatherer(ds, 'state', torch.device('cpu')))
     np.testing.assert_array_equal(t.obs.numpy(), ds.states[b.obs])
     np.testing.assert_array_equal(t.goal.numpy(), ds.states[b.goal])
@@ -137,7 +158,7 @@ def test_resident_gathering_matches_host_gathering() -> None:
 
     ds = ragged_dataset()
     ds.actions[:] = np.arange(len(ds.actions))[:, None]
-    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(7)).sample(128)
+    b = RelabelSampler(ds, RelabelConfig(), np.random.default_rng(7), gamma=0.99).sample(128)
     host = gather(b, ObservationGatherer(ds, 'state', torch.device('cpu')))
     resident = ObservationGatherer(ds, 'state', torch.device('cpu'), resident=True)
     dev = gather(b, resident)
@@ -154,6 +175,6 @@ def test_a_dataset_without_transitions_is_refused() -> None:
     ds = EpisodeDataset(actions=np.zeros((2, 5), np.float32), episode_ends=np.array([1, 2]),
                         proprio=np.zeros((2, 0), np.float32), states=np.zeros((2, 1), np.float32))
     with pytest.raises(ValueError, match='no episode with a transition'):
-        RelabelSampler(ds, RelabelConfig(), np.random.default_rng(0))
+        RelabelSampler(ds, RelabelConfig(), np.random.default_rng(0), gamma=0.99)
     with pytest.raises(ValueError, match='needs a dataset with images'):
         ObservationGatherer(ds, 'image', None)
