@@ -221,7 +221,20 @@ def reach_figures(report: dict[str, Any]) -> dict[str, Any]:
         'mean_steps': float(np.mean([r['steps'] for r in rs])),
         'end_reasons': reasons,
         'final_cm': [round(float(x), 2) for x in final],
+        **view_error_figures(rs),
     }
+
+
+def view_error_figures(rollouts: list[dict[str, Any]]) -> dict[str, float]:
+    '''Mean end error along the camera's line of sight through the goal (signed and
+    absolute) and across it, cm; empty for reports written before evaluation split it.'''
+    pairs = np.array([(r['error_along_view'], r['error_across_view']) for r in rollouts
+                      if math.isfinite(r.get('error_along_view', math.nan))]) * 100
+    if not len(pairs):
+        return {}
+    return {'along_view_cm_mean': float(pairs[:, 0].mean()),
+            'along_view_abs_cm_mean': float(np.abs(pairs[:, 0]).mean()),
+            'across_view_cm_mean': float(pairs[:, 1].mean())}
 
 
 def cube_figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -442,8 +455,9 @@ def markdown(result: dict[str, Any]) -> str:
         f'({m.get("dataset_play_episodes", 0)} play + {m.get("dataset_reach_episodes", 0)} '
         'reach episodes), written as rosbag2 bags and built from them.', '',
         '| run | train s | updates | upd/s | reach success % | touched % | end cm | '
-        'closest cm | end reasons | cube success % | per task |',
-        '|---|---|---|---|---|---|---|---|---|---|---|']
+        'end cm along the view (mean / abs) | across | closest cm | end reasons | '
+        'cube success % | per task |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, r in result['runs'].items():
         reach = r.get('visual_reach', {})
         cube = r.get('visual_cube_single', {})
@@ -452,7 +466,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f'| {name} | {r["train_wall_s"]:.0f} | {r["updates"]} | {r["updates_per_s"]} | '
             f'{_fmt(reach.get("success_pct"))} | {_fmt(reach.get("touched_pct"))} | '
-            f'{_fmt(reach.get("final_cm_mean"))} | {_fmt(reach.get("closest_cm_mean"))} | '
+            f'{_fmt(reach.get("final_cm_mean"))} | {_fmt(reach.get("along_view_cm_mean"))} / '
+            f'{_fmt(reach.get("along_view_abs_cm_mean"))} | '
+            f'{_fmt(reach.get("across_view_cm_mean"))} | {_fmt(reach.get("closest_cm_mean"))} | '
             f'{reasons} | {_fmt(cube.get("success_pct"))} | {tasks} |')
     data = {k: v for k, v in m.items() if k.startswith('data_')}
     lines += ['', f'Data stage seconds: {data}', '', f'![success and distances]({NAME}.png)',

@@ -72,6 +72,8 @@ def test_rollout_stops_by_the_policys_rule_and_reports_end_touched_and_start():
     assert r.end_reason == 'reached' and r.success and r.touched
     assert r.start_goal_distance == start and r.goal_distance < 0.02
     assert r.min_goal_distance <= r.goal_distance
+    # A camera straight above a plane: the whole end error lies across its line of sight.
+    assert r.error_along_view == 0.0 and r.error_across_view == r.goal_distance
 
     goal = world.load_reach_task(seed=2)
     r = rollout(ProportionalPolicy(q=0.0), world, goal, task='reach', max_steps=60,
@@ -111,7 +113,9 @@ def test_report_figures_from_eval_reports():
     def detail(final, closest, start, success, touched, reason):
         return {'task': 'reach', 'success': success, 'touched': touched, 'steps': 10,
                 'goal_distance': final, 'min_goal_distance': closest,
-                'start_goal_distance': start, 'end_reason': reason}
+                'start_goal_distance': start, 'end_reason': reason,
+                'error_along_view': -0.6 * final if reason == 'q_floor' else 0.6 * final,
+                'error_across_view': 0.8 * final}
 
     report = {'rollout_details': [detail(0.02, 0.01, 0.3, True, True, 'reached'),
                                   detail(0.10, 0.02, 0.2, False, True, 'time_limit'),
@@ -121,6 +125,12 @@ def test_report_figures_from_eval_reports():
     assert reach['success_pct'] == 25.0 and reach['touched_pct'] == 50.0
     assert reach['end_reasons'] == {'reached': 1, 'time_limit': 2, 'q_floor': 1}
     assert np.isclose(reach['final_cm_mean'], 14.25) and reach['closer_than_start_pct'] == 75.0
+    assert np.isclose(reach['along_view_cm_mean'], 0.6 * (2 + 10 + 40 - 5) / 4)
+    assert np.isclose(reach['along_view_abs_cm_mean'], 0.6 * 14.25)
+    assert np.isclose(reach['across_view_cm_mean'], 0.8 * 14.25)
+    for d in report['rollout_details']:  # reports from before the split have no such keys
+        del d['error_along_view'], d['error_across_view']
+    assert 'along_view_cm_mean' not in visual.reach_figures(report)
     per_run = {
         'am_s0': {'visual_reach': reach, 'visual_cube_single': {'success_pct': 60.0}},
         'am_s1': {'visual_reach': {**reach, 'success_pct': 75.0},

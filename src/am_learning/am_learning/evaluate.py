@@ -31,6 +31,7 @@ class SceneLike(Protocol):
     def goal_state(self) -> np.ndarray | None: ...
     def task_solved(self) -> bool: ...
     def goal_distance(self) -> float: ...
+    def goal_error_in_view(self) -> tuple[float, float]: ...
 
 
 STOPS = ('success', 'policy', 'time')
@@ -79,6 +80,11 @@ class RolloutResult:
     '''Reach tasks: metres to the goal before the first action (what doing nothing gives).'''
     end_reason: str = ''
     '''success (oracle stop), reached / q_floor (the policy's stop rule) or time_limit.'''
+    error_along_view: float = float('nan')
+    '''Reach tasks: the end error along the camera's line of sight through the goal, metres
+    (positive: beyond the goal); the depth a single camera shows least.'''
+    error_across_view: float = float('nan')
+    '''Reach tasks: the end error across that line of sight, metres.'''
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     goal_image: np.ndarray | None = field(default=None, repr=False)
 
@@ -140,12 +146,14 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
     if keep_frames:
         frames.append(scene.render())
     finite = [d for d in distances if math.isfinite(d)]
+    along, across = scene.goal_error_in_view()
     return RolloutResult(task=task, success=success, steps=steps,
                          final_q=qs[-1] if qs else float('nan'),
                          mean_q=float(np.mean(qs)) if qs else float('nan'),
                          goal_distance=distances[-1], touched=touched,
                          min_goal_distance=min(finite) if finite else float('nan'),
                          start_goal_distance=start_distance, end_reason=end_reason,
+                         error_along_view=along, error_across_view=across,
                          frames=frames, goal_image=goal_image if keep_frames else None)
 
 
@@ -189,10 +197,15 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
                             for k in sorted({r.end_reason for r in rs})},
         }
         for key, attr in (('final', 'goal_distance'), ('min', 'min_goal_distance'),
-                          ('start', 'start_goal_distance')):
+                          ('start', 'start_goal_distance'),
+                          ('across_view', 'error_across_view')):
             values = [getattr(r, attr) for r in rs if math.isfinite(getattr(r, attr))]
             if values:
                 per_task[name][f'{key}_distance_m'] = distance_stats(values)
+        along = [r.error_along_view for r in rs if math.isfinite(r.error_along_view)]
+        if along:  # signed: a mean far from 0 is a bias in depth
+            per_task[name]['along_view_m'] = {'mean': float(np.mean(along)),
+                                              'mean_abs': float(np.mean(np.abs(along)))}
     eval_rs = [r for r in results if r.task != 'reach']
     reach_rs = [r for r in results if r.task == 'reach']
     report: dict[str, Any] = {

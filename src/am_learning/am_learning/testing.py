@@ -81,6 +81,10 @@ class PointWorld:
         return float('nan') if self.goal is None else float(
             np.linalg.norm(self.position - self.goal))
 
+    def goal_error_in_view(self) -> tuple[float, float]:
+        '''The camera looks straight down on the plane: nothing lies along its line of sight.'''
+        return (float('nan'), float('nan')) if self.goal is None else (0.0, self.goal_distance())
+
     def task_solved(self) -> bool:
         return self.goal is not None and self.goal_distance() < self.success_radius
 

@@ -105,6 +105,28 @@ def test_reach_task(scene):
     assert scene.goal_state().shape == (28,)
 
 
+def test_reach_error_is_split_along_and_across_the_cameras_line_of_sight(scene):
+    from am_learning.envs.scene import CAMERA_POSE
+
+    scene.load_reach_task(seed=6)
+    goal = scene.goal_position
+    sight = goal - np.asarray(CAMERA_POSE[0])
+    sight /= np.linalg.norm(sight)
+    side = np.cross(sight, [0.0, 0.0, 1.0])
+    side /= np.linalg.norm(side)
+    for offset, along, across in ((0.06 * sight, 0.06, 0.0), (-0.05 * sight, -0.05, 0.0),
+                                  (0.06 * side, 0.0, 0.06)):
+        for _ in range(40):  # drive there with the true position
+            delta = goal + offset - scene.ee_position()
+            scene.step(np.append(np.clip(delta / 0.05, -1, 1), [0.0, -1.0]))
+        got_along, got_across = scene.goal_error_in_view()
+        assert got_along == pytest.approx(along, abs=0.01)
+        assert got_across == pytest.approx(across, abs=0.01)
+        assert np.hypot(got_along, got_across) == pytest.approx(scene.goal_distance())
+    scene.reset(seed=0)
+    assert np.isnan(scene.goal_error_in_view()).all()
+
+
 def test_reach_is_seeded(scene):
     first = scene.load_reach_task(seed=11)
     pos = scene.goal_position

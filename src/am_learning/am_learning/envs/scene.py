@@ -382,6 +382,21 @@ class Scene:
             return float('nan')
         return float(np.linalg.norm(self.ee_position() - self._goal_pos))
 
+    def goal_error_in_view(self) -> tuple[float, float]:
+        '''Reach task: the gripper's offset from the goal split along the pixel camera's line
+        of sight through the goal (metres, positive beyond the goal, seen from the camera) and
+        across it (metres, >= 0); (nan, nan) otherwise. One camera shows the first only
+        through the gripper's size and its shadow.'''
+        if self._task != 'reach' or self._goal_pos is None:
+            return float('nan'), float('nan')
+        u = self._env
+        camera = u.data.cam_xpos[u.model.camera(CAMERA).id]
+        sight = self._goal_pos - camera
+        sight = sight / np.linalg.norm(sight)
+        error = self.ee_position() - self._goal_pos
+        along = float(error @ sight)
+        return along, float(np.linalg.norm(error - along * sight))
+
     @property
     def goal_position(self) -> np.ndarray | None:
         '''Reach task's goal end-effector position (3,), metres; None otherwise.'''
