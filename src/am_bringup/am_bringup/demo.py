@@ -35,7 +35,7 @@ from am_bringup.stack import StackError
 
 @dataclass(frozen=True)
 class Preset:
-    '''Sizes of one demo run; `default` took 17 minutes on 2 cores (1028 s measured).'''
+    '''Sizes of one demo run; `default` took 15.5 minutes on 2 cores (932 s measured).'''
 
     operator: str
     '''What the scripted teleoperator records: play (pick and place) or reach (the gripper
@@ -47,8 +47,8 @@ class Preset:
     real_time_factor: float
     '''Simulation speed while recording. 2 is the highest lossless factor measured with the
     shadowed camera (bench/results/collection.md); the demos record at 4 and accept that
-    about 4% of the commands arrive a step late (measured: 514 of 12,246), for half the
-    recording time.'''
+    2-4% of the commands arrive a step late (measured: 514 of 12,246, then 253 of 12,232),
+    for half the recording time.'''
     image_size: int
     '''Training resolution.'''
     am_updates: int
