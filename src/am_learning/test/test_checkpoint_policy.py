@@ -198,6 +198,8 @@ def test_config_files_and_overrides(tmp_path: Path) -> None:
     assert cfg.with_overrides({'relabel.offset_discount': 0.9}).relabel.offset_discount == 0.9
     with pytest.raises(ValueError, match='relabel.offset_discount: expected a number'):
         TrainConfig.from_dict({'relabel': {'offset_discount': 'fast'}})
+    with pytest.raises(ValueError, match='relabel.offset_discount: 1.0'):
+        cfg.with_overrides({'relabel.offset_discount': 1.0}).validate()
     with pytest.raises(ValueError, match='set relabel.offset_discount'):
         cfg.with_overrides({'gamma': 1.0}).validate()
     cfg.with_overrides({'gamma': 1.0, 'relabel.offset_discount': 0.99}).validate()
