@@ -244,8 +244,11 @@ class PolicyNode(Node):
                 self._latency_ms = (time.monotonic() - received) * 1e3
         if result.q_value is not None:
             self._q_pub.publish(Float32(data=float(result.q_value)))
+        if self.core.run is not None:
+            self._send_feedback(self.core.run)
         if result.finished is not None:
             run = result.finished
+            self._send_feedback(run)  # its last step's, before the result
             waiting = self._action_runs.pop(run.run_id, None)
             if waiting is not None:
                 waiting[1].set_result(run)
@@ -290,17 +293,24 @@ class PolicyNode(Node):
 
     def _on_control_timer(self) -> None:
         self._apply(self.core.step(time.monotonic(), on_timer=True))
-        for run_id, (goal_handle, _, sent) in list(self._action_runs.items()):
-            run = self.core.run
+        for run_id, (goal_handle, _, _) in list(self._action_runs.items()):
             if goal_handle.is_cancel_requested:
                 self._apply(self.core.cancel(run_id))
-            elif run is not None and run.run_id == run_id and run.steps != sent[0]:
-                sent[0] = run.steps
-                feedback = ReachGoal.Feedback()
-                feedback.q_value = float(run.last_q)
-                feedback.step = run.steps
-                feedback.elapsed_s = float(run.elapsed(time.monotonic()))
-                goal_handle.publish_feedback(feedback)
+
+    def _send_feedback(self, run) -> None:
+        '''The action's feedback for each new step of `run`, if an action goal owns it.
+
+        Called from _apply, which every step passes through (camera- or timer-triggered),
+        so the client also gets the step that ends the run before its result.'''
+        waiting = self._action_runs.get(run.run_id)
+        if waiting is None or run.steps == waiting[2][0]:
+            return
+        waiting[2][0] = run.steps
+        feedback = ReachGoal.Feedback()
+        feedback.q_value = float(run.last_q)
+        feedback.step = run.steps
+        feedback.elapsed_s = float(run.elapsed(time.monotonic()))
+        waiting[0].publish_feedback(feedback)
 
     def _on_joint_state(self, msg: JointState) -> None:
         problem = self.core.on_joint_state(list(msg.name), list(msg.position), time.monotonic())
