@@ -369,34 +369,53 @@ def _gripper_pixels(image: np.ndarray) -> np.ndarray:
     return np.argwhere(mask)
 
 
+def _gripper_and_shadow(s, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    '''Mean (row, col) of the gripper's pixels and of its shadow's with the gripper posed
+    at `pose` (the shadow: pixels the shadow-casting light leaves darker).'''
+    model = s._env.model
+    image, reached, _ = s.posed(pose, 0.0)
+    assert np.linalg.norm(reached - pose) < 0.01
+    pixels = _gripper_pixels(image)
+    assert len(pixels) >= 15, f'gripper hardly visible at {pose}'
+    model.light_castshadow[SHADOW_LIGHT] = 0
+    unshaded = s.posed(pose, 0.0)[0]
+    model.light_castshadow[SHADOW_LIGHT] = 1
+    darker = unshaded.astype(np.int32).sum(-1) - image.astype(np.int32).sum(-1)
+    darker[tuple(pixels.T)] = 0  # the gripper's shade on itself
+    assert (darker > 15).sum() >= 8, f'no shadow in the frame at {pose}'
+    return pixels.mean(axis=0), np.argwhere(darker > 15).mean(axis=0)
+
+
 def test_gripper_and_its_height_are_legible_anywhere_in_the_reach_box():
     '''A camera-only policy must see where the gripper is: at every corner of the box reach
     goals are drawn from, the gripper is in the 64 px frame, and its height shows as the gap
     to its shadow on the table below it.'''
     s = make_scene('cube-single', 64, seed=0)
     s.reset(seed=5)
-    model = s._env.model
     low, high = s._env._arm_sampling_bounds
     for x in (low[0], high[0]):
         for y in (low[1], high[1]):
-            gripper, shadow = [], []
-            for z in (low[2], high[2]):
-                pose = np.array([x, y, z])
-                image, reached, _ = s.posed(pose, 0.0)
-                assert np.linalg.norm(reached - pose) < 0.01
-                pixels = _gripper_pixels(image)
-                assert len(pixels) >= 15, f'gripper hardly visible at {pose}'
-                model.light_castshadow[SHADOW_LIGHT] = 0
-                unshaded = s.posed(pose, 0.0)[0]
-                model.light_castshadow[SHADOW_LIGHT] = 1
-                darker = unshaded.astype(np.int32).sum(-1) - image.astype(np.int32).sum(-1)
-                darker[tuple(pixels.T)] = 0  # the gripper's shade on itself
-                assert (darker > 15).sum() >= 3, f'no shadow under the gripper at {pose}'
-                gripper.append(pixels.mean(axis=0))
-                shadow.append(np.argwhere(darker > 15).mean(axis=0))
+            seen = [_gripper_and_shadow(s, np.array([x, y, z])) for z in (low[2], high[2])]
             # Image rows grow downwards: the shadow lies below the gripper, farther the higher.
-            gaps = [s_[0] - g[0] for g, s_ in zip(gripper, shadow)]
-            assert 0 < gaps[0] and gaps[0] + 3.0 <= gaps[1], (x, y, gripper, shadow)
+            gaps = [shadow[0] - gripper[0] for gripper, shadow in seen]
+            assert 0 < gaps[0] and gaps[0] + 6.0 <= gaps[1], (x, y, seen)
+    s.close()
+
+
+def test_depth_along_the_cameras_line_of_sight_shows_in_the_shadow():
+    '''Moving the gripper along the camera's line of sight hardly moves it in the image; the
+    shadow light is aimed so that the shadow moves instead (`SHADOW_ELEVATION_DEG`).'''
+    from am_learning.envs.scene import CAMERA_POSE
+
+    s = make_scene('cube-single', 64, seed=0)
+    s.reset(seed=5)
+    for centre in (np.array([0.4, -0.2, 0.25]), np.array([0.45, 0.0, 0.3]),
+                   np.array([0.5, 0.2, 0.27])):
+        sight = centre - np.asarray(CAMERA_POSE[0])
+        sight /= np.linalg.norm(sight)
+        (g0, s0), (g1, s1) = (_gripper_and_shadow(s, centre + d * sight) for d in (-0.04, 0.04))
+        gripper_moved, shadow_moved = np.linalg.norm(g1 - g0), np.linalg.norm(s1 - s0)
+        assert gripper_moved < 1.5 and shadow_moved >= 3.0, (centre, g0, g1, s0, s1)
     s.close()
 
 

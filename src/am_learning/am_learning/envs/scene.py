@@ -5,9 +5,9 @@ and in-process evaluation, so all three render and step identically. It wraps th
 environment of `ogbench.make_env_and_datasets('visual-<scene>-play-v0', env_only=True)`:
 the visual variant's colours, but the state observation for `state()`, and a camera look of
 its own, legible and cheap (`_set_camera_look`: a bright gripper, the pixel camera re-aimed at
-the whole reach box, one small shadow map, no anti-aliasing; ENVIRONMENT.md measured 45-75
-ms a 64x64 frame with OGBench's settings, 6-7 ms with these; `draw_arm=False`, the default,
-also hides the faint arm).
+the whole reach box, one small shadow map from a light that shows depth, no anti-aliasing;
+ENVIRONMENT.md measured 45-75 ms a 64x64 frame with OGBench's settings, 6-7 ms with these;
+`draw_arm=False`, the default, also hides the faint arm).
 
 Tasks:
 - play (after `reset`): no task; cubes and arm placed at random.
@@ -46,8 +46,17 @@ GRIPPER_RGBA = (1.0, 0.85, 0.1, 1.0)
 '''Colour of the gripper's fingers and pads (OGBench: dim purple, a few pixels at 64 px that
 a camera-only policy could barely find against the dark floor).'''
 SHADOW_LIGHT = 0
-'''The light that casts shadows: OGBench's top light (straight down), so the gripper's
-shadow marks the point under it and its height is the gap to its shadow in the image.'''
+'''The light that casts shadows: OGBench's top light, tilted (`SHADOW_ELEVATION_DEG`).'''
+SHADOW_ELEVATION_DEG = 60.0
+'''The shadow light shines from behind the reach box, as the camera sees it, towards the
+camera at this elevation. The shadow then falls in front of the gripper, below it in the
+image, and moves as the gripper moves along the camera's line of sight, which the gripper's
+own image hardly shows: 5 cm there moves the shadow about 1.5x as many pixels as under
+OGBench's light, straight down (`tuning.md`, session 15). Steeper lights move it less;
+flatter ones throw the shadow of the box's high corner out of the frame.'''
+SHADOW_LIGHT_DIFFUSE = 1.0
+'''The shadow light's strength; OGBench's second light, a dim spotlight that only greys
+the shadow, is switched off (the headlight still lights what the camera sees).'''
 SHADOW_MAP_SIZE = 256
 # Hidden unless `draw_arm`: the UR5e links and the gripper's coupling, drawn at 10% opacity
 # in OGBench's visual scenes, hold 180k of the 193k visible triangles; a software renderer
@@ -84,13 +93,19 @@ def _set_camera_look(model: 'mujoco.MjModel') -> None:  # noqa: F821
 
     OGBench's visual look hides the gripper (dim, and out of frame at the reach box's
     near corners) and shows no height. Here the fingers are bright, the camera sees the
-    whole box (`CAMERA_POSE`), and one light casts a small shadow map; multisampling stays
-    off. At 64 px a frame costs 6.7 ms here (2.1 ms without the shadow).
+    whole box (`CAMERA_POSE`), and one light casts a small shadow map, aimed so that the
+    shadow shows the gripper's height and its distance from the camera
+    (`SHADOW_ELEVATION_DEG`); multisampling stays off. At 64 px a frame costs 6.7 ms here
+    (2.1 ms without the shadow).
     '''
     model.vis.quality.shadowsize = SHADOW_MAP_SIZE
     model.vis.quality.offsamples = 0
     model.light_castshadow[:] = 0
     model.light_castshadow[SHADOW_LIGHT] = 1
+    model.light_diffuse[:] = 0.0
+    model.light_diffuse[SHADOW_LIGHT] = SHADOW_LIGHT_DIFFUSE
+    position, target, _ = CAMERA_POSE
+    _aim_shadow_light(model, SHADOW_LIGHT, position, target, SHADOW_ELEVATION_DEG)
     _aim_camera(model, model.camera(CAMERA).id, *CAMERA_POSE)
     for g in range(model.ngeom):
         if model.geom(g).name.startswith(_GRIPPER_PREFIX) and model.geom_group[g] <= 2:
@@ -117,6 +132,24 @@ def _aim_camera(model: 'mujoco.MjModel', camera: int, position: Point,  # noqa: 
     model.cam_pos[camera] = position
     model.cam_quat[camera] = quat
     model.cam_fovy[camera] = fovy_deg
+
+
+def _aim_shadow_light(model: 'mujoco.MjModel', light: int, camera: Point,  # noqa: F821
+                      target: Point, elevation_deg: float) -> None:
+    '''Make `light` a directional light that travels towards the camera's side of `target`
+    (the camera's horizontal bearing), falling at `elevation_deg` below the horizontal.'''
+    import mujoco
+
+    towards = np.subtract(camera, target, dtype=np.float64)
+    towards[2] = 0.0
+    towards /= np.linalg.norm(towards)
+    fall = np.radians(elevation_deg)
+    direction = np.append(np.cos(fall) * towards[:2], -np.sin(fall))
+    model.light_type[light] = mujoco.mjtLightType.mjLIGHT_DIRECTIONAL
+    model.light_dir[light] = direction
+    # A directional light's position only places its shadow map: 2 m up the ray through
+    # the target's footprint on the table.
+    model.light_pos[light] = np.array([target[0], target[1], 0.0]) - 2.0 * direction
 
 
 def _flatten_successes(successes: Any) -> list[bool]:
