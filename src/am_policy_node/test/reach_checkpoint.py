@@ -15,14 +15,15 @@ the product's own pipeline, on the product's defaults unless given `--set`:
 
     python src/am_policy_node/test/reach_checkpoint.py make --work /tmp/reach \\
         --out src/am_policy_node/test/data/reach_64px --episodes 60 --minutes 10 \\
-        --set gamma=0.95
+        --train-seed 1 --set gamma=0.95
     python src/am_policy_node/test/reach_checkpoint.py check \\
         src/am_policy_node/test/data/reach_64px --seeds 100-111
 
 The committed checkpoint was made on 2 CPU cores with the same generate, build and train
 commands as `make` runs (issued then by bench/visual.py's data stage, `--play-episodes 0
 --reach-episodes 60 --steps 400`, and am-train by hand): 24,000 frames, 10 minutes of
-training. test_sim_reach.py says what `check` printed.
+training (train seed 1), after am_sim's shadow light was re-aimed (session 15).
+test_sim_reach.py says what `check` printed.
 '''
 
 import argparse

@@ -227,6 +227,14 @@ class Scene:
         self._steps = 0
         self._begin_episode()
 
+    def aim_shadow_light(self, elevation_deg: float) -> None:
+        '''Re-aim the shadow light (`SHADOW_ELEVATION_DEG` by default; 90 shines straight
+        down, as OGBench's does), e.g. to compare looks (bench/legibility.py).'''
+        if not 0.0 < elevation_deg <= 90.0:
+            raise ValueError(f'elevation_deg must be in (0, 90], got {elevation_deg}')
+        position, target, _ = CAMERA_POSE
+        _aim_shadow_light(self._env.model, SHADOW_LIGHT, position, target, elevation_deg)
+
     # --- episodes and tasks -------------------------------------------------------------
 
     @property
