@@ -35,7 +35,7 @@ from am_bringup.stack import StackError
 
 @dataclass(frozen=True)
 class Preset:
-    '''Sizes of one demo run; `default` took 15.5 minutes on 2 cores (932 s measured).'''
+    '''Sizes of one demo run; `default` took 13.7 minutes on 2 cores (819 s measured).'''
 
     operator: str
     '''What the scripted teleoperator records: play (pick and place) or reach (the gripper
@@ -47,7 +47,8 @@ class Preset:
     real_time_factor: float
     '''Simulation speed while recording. 2 is the highest lossless factor measured with the
     shadowed camera (bench/results/collection.md); the demos record at 4 and accept that
-    2-4% of the commands arrive a step late (measured: 514 of 12,246, then 253 of 12,232),
+    1.5-4% of the commands arrive a step late (measured: 514 of 12,246, 253 of 12,232, then
+    174 of 12,237),
     for half the recording time.'''
     image_size: int
     '''Training resolution.'''
@@ -79,7 +80,7 @@ PRESETS = {
 
 DO_NOTHING_TIMEOUT_S = 2.0
 '''Seconds per goal of the do-nothing baseline: nothing moves the arm, so waiting out the
-preset's timeout only adds wall time (112 s of the default preset's 932).'''
+preset's timeout only adds wall time (it took 112 s of the default preset's 932, now 28).'''
 
 
 def say(text: str) -> None:
