@@ -11,9 +11,10 @@ net of AM's image-trunk shape (stride-2 3x3 convs 32-64-64, a 256-unit layer) le
 --train-s seconds on the CPU, to regress the effector position from the frame alone; on
 held-out frames its error is split along the camera's line of sight through the gripper and
 across it. What a camera-only policy can read of where a goal image puts the gripper: the
-depth along the line of sight is the direction one camera shows least.
+depth along the line of sight is the direction one camera shows least. --autocast-bf16
+trains under bfloat16 autocast, as am-train does by default, instead of float32.
 
-Writes bench/results/legibility.json and .md.
+Writes bench/results/legibility.json and .md (legibility_bf16.* with --autocast-bf16).
 '''
 
 import argparse
@@ -84,7 +85,9 @@ def measure(elevation_deg: float, args: argparse.Namespace) -> dict:
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < args.train_s:
         rows = torch.randint(0, len(x), (BATCH,), generator=generator)
-        loss = torch.nn.functional.mse_loss(net(x[rows]), y[rows])
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.autocast_bf16):
+            out = net(x[rows])
+        loss = torch.nn.functional.mse_loss(out.float(), y[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -113,6 +116,8 @@ def main() -> None:
     p.add_argument('--test-frames', type=int, default=1000)
     p.add_argument('--train-s', type=float, default=150.0, help='training seconds per look')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--autocast-bf16', action='store_true',
+                   help="train under bfloat16 autocast (am-train's default), else float32")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--results-dir', type=Path, default=REPO / 'bench' / 'results')
     p.add_argument('--notes', default='')
@@ -135,27 +140,29 @@ def main() -> None:
             f'--{k.replace("_", "-")} {v}' for k, v in (
                 ('elevations', args.elevations), ('train_frames', args.train_frames),
                 ('test_frames', args.test_frames), ('train_s', f'{args.train_s:g}'),
-                ('seed', args.seed))),
+                ('seed', args.seed))) + (' --autocast-bf16' if args.autocast_bf16 else ''),
         'date': datetime.date.today().isoformat(), 'machine': machine(),
         'git_commit': git_commit('src/am_learning/am_learning/envs', 'bench/legibility.py'),
         'metrics': {'by_shadow_elevation_deg': looks},
+        'training_precision': 'bfloat16 autocast' if args.autocast_bf16 else 'float32',
         'notes': args.notes,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / 'legibility.json').write_text(json.dumps(result, indent=2) + '\n')
+    name = 'legibility_bf16' if args.autocast_bf16 else 'legibility'
+    (args.results_dir / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
     lines = ['# legibility: the gripper position read off one 64 px frame', '',
              f'`{result["command"]}`  ', f'{result["date"]}, {result["machine"]}, '
-             f'commit {result["git_commit"]}', '',
+             f'commit {result["git_commit"]}, training in {result["training_precision"]}', '',
              '| shadow light elevation | along the line of sight, mean abs (mean) cm | '
              'across it, cm | error, cm | within 3 cm | updates |', '|---|---|---|---|---|---|']
-    for name, f in looks.items():
-        lines.append(f'| {name} deg | {f["along_abs_cm"]:.2f} ({f["along_mean_cm"]:+.2f}) | '
+    for look, f in looks.items():
+        lines.append(f'| {look} deg | {f["along_abs_cm"]:.2f} ({f["along_mean_cm"]:+.2f}) | '
                      f'{f["across_cm"]:.2f} | {f["error_cm"]:.2f} | '
                      f'{f["within_3cm_pct"]:.1f}% | {f["updates"]} |')
     if args.notes:
         lines += ['', f'Notes: {args.notes}']
-    (args.results_dir / 'legibility.md').write_text('\n'.join(lines) + '\n')
-    print(f'wrote {args.results_dir / "legibility.md"}')
+    (args.results_dir / f'{name}.md').write_text('\n'.join(lines) + '\n')
+    print(f'wrote {args.results_dir / name}.md')
 
 
 if __name__ == '__main__':
