@@ -416,6 +416,12 @@ def test_depth_along_the_cameras_line_of_sight_shows_in_the_shadow():
         (g0, s0), (g1, s1) = (_gripper_and_shadow(s, centre + d * sight) for d in (-0.04, 0.04))
         gripper_moved, shadow_moved = np.linalg.norm(g1 - g0), np.linalg.norm(s1 - s0)
         assert gripper_moved < 1.5 and shadow_moved >= 3.0, (centre, g0, g1, s0, s1)
+    # OGBench's direction, straight down, for comparison (bench/legibility.py).
+    s.aim_shadow_light(90.0)
+    assert np.allclose(s._env.model.light_dir[SHADOW_LIGHT], [0.0, 0.0, -1.0], atol=1e-9)
+    for bad in (0.0, 91.0):
+        with pytest.raises(ValueError, match='elevation_deg'):
+            s.aim_shadow_light(bad)
     s.close()
 
 
