@@ -52,9 +52,9 @@ SHADOW_ELEVATION_DEG = 60.0
 camera at this elevation. The shadow then falls in front of the gripper, below it in the
 image, and moves as the gripper moves along the camera's line of sight, which the gripper's
 own image hardly shows. A conv net of AM's trunk shape reads the gripper's depth along that
-line to 0.56 cm under this light, 1.64 cm under OGBench's, straight down
-(bench/results/legibility.md). Flatter lights throw the shadow of the box's high corner
-out of the frame.'''
+line to 0.56 cm under this light, 1.64 cm with it shining straight down as OGBench's does
+(bench/results/legibility.md; 2.55 cm with OGBench's dimmer light and spotlight).
+Flatter lights throw the shadow of the box's high corner out of the frame.'''
 SHADOW_LIGHT_DIFFUSE = 1.0
 '''The shadow light's strength; OGBench's second light, a dim spotlight that only greys
 the shadow, is switched off (the headlight still lights what the camera sees).'''
