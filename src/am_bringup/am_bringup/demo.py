@@ -48,8 +48,7 @@ class Preset:
     '''Simulation speed while recording. 2 is the highest lossless factor measured with the
     shadowed camera (bench/results/collection.md); the demos record at 4 and accept that
     1.5-4% of the commands arrive a step late (measured: 514 of 12,246, 253 of 12,232, then
-    174 of 12,237),
-    for half the recording time.'''
+    174 of 12,237), for half the recording time.'''
     image_size: int
     '''Training resolution.'''
     am_updates: int

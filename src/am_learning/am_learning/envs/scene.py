@@ -153,6 +153,17 @@ def _aim_shadow_light(model: 'mujoco.MjModel', light: int, camera: Point,  # noq
     model.light_pos[light] = np.array([target[0], target[1], 0.0]) - 2.0 * direction
 
 
+def split_along_sight(error: np.ndarray, point: np.ndarray,
+                      camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    '''Offsets `error` (..., 3) at `point` (..., 3), metres, split along the line of sight
+    from `camera` (3,) through each point (positive away from the camera) and across it
+    (>= 0). One camera shows the first only through size and shadows.'''
+    sight = np.asarray(point, np.float64) - camera
+    sight = sight / np.linalg.norm(sight, axis=-1, keepdims=True)
+    along = (error * sight).sum(-1)
+    return along, np.linalg.norm(error - along[..., None] * sight, axis=-1)
+
+
 def _flatten_successes(successes: Any) -> list[bool]:
     '''OGBench's per-object successes as one flat list: cube and puzzle scenes return a list
     of booleans, `scene` a tuple (cube list, button list, drawer, window), where a plain
@@ -427,17 +438,14 @@ class Scene:
     def goal_error_in_view(self) -> tuple[float, float]:
         '''Reach task: the gripper's offset from the goal split along the pixel camera's line
         of sight through the goal (metres, positive beyond the goal, seen from the camera) and
-        across it (metres, >= 0); (nan, nan) otherwise. One camera shows the first only
-        through the gripper's size and its shadow.'''
+        across it (metres, >= 0), as `split_along_sight`; (nan, nan) otherwise.'''
         if self._task != 'reach' or self._goal_pos is None:
             return float('nan'), float('nan')
         u = self._env
         camera = u.data.cam_xpos[u.model.camera(CAMERA).id]
-        sight = self._goal_pos - camera
-        sight = sight / np.linalg.norm(sight)
-        error = self.ee_position() - self._goal_pos
-        along = float(error @ sight)
-        return along, float(np.linalg.norm(error - along * sight))
+        along, across = split_along_sight(self.ee_position() - self._goal_pos, self._goal_pos,
+                                          camera)
+        return float(along), float(across)
 
     @property
     def goal_position(self) -> np.ndarray | None:
