@@ -66,7 +66,7 @@ def regressor() -> 'torch.nn.Module':  # noqa: F821
 def measure(elevation_deg: float, args: argparse.Namespace) -> dict:
     import torch
 
-    from am_learning.envs.scene import CAMERA_POSE
+    from am_learning.envs.scene import CAMERA_POSE, split_along_sight
 
     torch.manual_seed(args.seed)
     start = time.perf_counter()
@@ -95,10 +95,7 @@ def measure(elevation_deg: float, args: argparse.Namespace) -> dict:
     with torch.no_grad():
         predicted = net.eval()(tensor(test_x)).numpy() * std + mean
     error = predicted - test_y
-    sight = test_y - np.asarray(CAMERA_POSE[0], np.float32)
-    sight /= np.linalg.norm(sight, axis=1, keepdims=True)
-    along = (error * sight).sum(1)
-    across = np.linalg.norm(error - along[:, None] * sight, axis=1)
+    along, across = split_along_sight(error, test_y, np.asarray(CAMERA_POSE[0]))
     total = np.linalg.norm(error, axis=1)
     return {'along_abs_cm': float(100 * np.abs(along).mean()),
             'along_mean_cm': float(100 * along.mean()),
@@ -125,7 +122,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    elevations = [float(e) for e in args.elevations.split(',')]
+    try:
+        elevations = [float(e) for e in args.elevations.split(',')]
+    except ValueError:
+        elevations = []
     if not elevations or not all(0 < e <= 90 for e in elevations):
         p.error(f'--elevations must be degrees in (0, 90], got {args.elevations!r}')
     looks = {}
