@@ -10,7 +10,7 @@ import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray
@@ -57,7 +57,11 @@ def test_streams_rates_twist_and_stale_command(start_node, ros_node):
     sim = start_node('am_sim', 'sim_robot', params={
         'image_size': SIZE, 'camera_rate_hz': 10.0, 'seed': 3})
     images, joints, poses = Inbox(), Inbox(), Inbox()
-    ros_node.create_subscription(Image, conv.CAMERA_TOPIC, images, qos_profile_sensor_data)
+    # Best effort like every camera subscriber, but with room for 5 s of frames: sensor QoS
+    # keeps 5, and a reader starved for half a second on a loaded machine lost frames.
+    camera_qos = QoSProfile(depth=50, reliability=qos_profile_sensor_data.reliability,
+                            durability=qos_profile_sensor_data.durability)
+    ros_node.create_subscription(Image, conv.CAMERA_TOPIC, images, camera_qos)
     ros_node.create_subscription(JointState, conv.JOINT_STATES_TOPIC, joints, 50)
     ros_node.create_subscription(PoseStamped, conv.EE_POSE_TOPIC, poses, 50)
     twist_pub = ros_node.create_publisher(TwistStamped, conv.TWIST_TOPIC, 10)
