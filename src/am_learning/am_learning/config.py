@@ -156,6 +156,13 @@ class TrainConfig:
     '''Adam learning rate.'''
     weight_decay: float = 0.0
     '''Adam(W) weight decay.'''
+    augment_shift_px: int = 0
+    '''Image networks: move all images of each training example (observation, next
+    observation, goal, cut) by one random offset of up to this many pixels, the edge
+    repeated (the random-shift augmentation of DrQ and of OGBench's visual agents); 0
+    disables. Acting and the diagnostics never shift.'''
+    augment_prob: float = 1.0
+    '''Fraction of the examples shifted when augment_shift_px > 0.'''
     grad_clip: float = 10.0
     '''Clip of the global gradient norm (0 disables).'''
     polyak: float = 0.005
@@ -173,8 +180,10 @@ class TrainConfig:
     channels_last: bool = True
     '''Train the image trunk in channels_last memory format (faster convs on CPU).'''
     autocast_bf16: bool = True
-    '''Train image networks under bf16 autocast (CPU with AMX/AVX512-bf16, or CUDA); state
-    networks always train in fp32 (measured faster there); acting is always fp32.'''
+    '''Train image networks under bf16 autocast where the device computes bf16 natively (a
+    CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX; train.native_bf16); elsewhere they
+    train in fp32, as emulated bf16 was measured about 9x slower than fp32 on an AVX2-only CPU.
+    State networks always train in fp32 (measured faster there); acting is always fp32.'''
     num_threads: int = 0
     '''torch intra-op threads; 0 keeps torch's default.'''
     cuda_graphs: bool = True
@@ -265,6 +274,9 @@ class TrainConfig:
             ('polyak', 0.0 < self.polyak <= 1.0),
             ('batch_size', self.batch_size >= 1),
             ('lr', self.lr > 0),
+            ('augment_shift_px', 0 <= self.augment_shift_px < self.network.image_size // 2
+             and (self.augment_shift_px == 0 or self.network.observation == 'image')),
+            ('augment_prob', 0.0 <= self.augment_prob <= 1.0),
             ('updates', self.updates >= 0),
             ('log_interval', self.log_interval >= 1),
             ('task_weight', self.task_weight >= 0),

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from am_learning import losses
+from am_learning import augment, losses
 from am_learning.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -62,6 +62,20 @@ def resolve_device(name: str) -> torch.device:
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    '''Whether `device` computes bf16 natively: a CUDA GPU with bf16 support, or a CPU with
+    AVX512-BF16 or AMX (oneDNN's check). Without it bf16 autocast is emulated and slower
+    than fp32.'''
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    if device.type == 'cpu':
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a torch build without oneDNN
+            return False
+    return False
 
 
 def dataset_spec(dataset: EpisodeDataset) -> dict[str, Any]:
@@ -136,6 +150,11 @@ class Trainer:
         if self.device.type == 'cuda' and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        self.autocast = (config.autocast_bf16 and config.network.observation == 'image'
+                         and native_bf16(self.device))
+        if config.autocast_bf16 and config.network.observation == 'image' and not self.autocast:
+            log.info('training in fp32: %s has no native bf16 (autocast_bf16 applies where '
+                     'it has)', self.device)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         with torch.random.fork_rng(devices=[]):
@@ -325,10 +344,13 @@ class Trainer:
         training); returns the metrics as device tensors. What CudaGraphStep captures.'''
         cfg = self.config
         self.net.train()
+        if batch is not None and cfg.augment_shift_px > 0:
+            batch = augment.shift_batch(batch, cfg.augment_shift_px, cfg.augment_prob,
+                                        self.generator)
         # bf16 pays off for the conv trunk; small state MLPs measured slower under it.
         # No cast cache: a CUDA graph must not keep weights cast at capture time.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False,
-                            enabled=cfg.autocast_bf16 and cfg.network.observation == 'image'):
+                            enabled=self.autocast):
             if batch is None:  # task-only training (fine-tuning / from scratch)
                 loss, metrics = losses.task_loss(
                     self.net, self.target, self._task_batch(cfg.batch_size), self.task_goal,
