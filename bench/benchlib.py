@@ -22,10 +22,30 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown CPU'
 
 
+CPU_FEATURES = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')
+'''The CPU flags that set training speed here: one "AMD EPYC" of this workplace had AMX
+(bf16 autocast pays), another only AVX2 (emulated bf16, about 9x slower than fp32).'''
+
+
+def cpu_features() -> str:
+    '''The CPU_FEATURES this CPU has, e.g. "avx2 avx512f amx_bf16" ("" where unknown).'''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('flags'):
+                flags = set(line.split(':', 1)[1].split())
+                return ' '.join(f for f in CPU_FEATURES if f in flags)
+    except OSError:
+        pass
+    return ''
+
+
 def machine(accelerator: str = 'no GPU') -> str:
-    '''"2 cores, 24 GiB, <CPU model>, no GPU, Linux <release>" for the report's machine key.'''
+    '''"2 cores, 24 GiB, <CPU model> (<features>), no GPU, Linux <release>" for the report's
+    machine key.'''
     mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
-    return (f'{len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GiB, {cpu_model()}, '
+    features = cpu_features()
+    cpu = f'{cpu_model()} ({features})' if features else cpu_model()
+    return (f'{len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GiB, {cpu}, '
             f'{accelerator}, {platform.system()} {platform.release()}')
 
 
