@@ -119,15 +119,15 @@ def main() -> None:
     p.add_argument('--results-dir', type=Path, default=REPO / 'bench' / 'results')
     p.add_argument('--notes', default='')
     args = p.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     try:
         elevations = [float(e) for e in args.elevations.split(',')]
     except ValueError:
         elevations = []
     if not elevations or not all(0 < e <= 90 for e in elevations):
         p.error(f'--elevations must be degrees in (0, 90], got {args.elevations!r}')
+    import torch
+
+    torch.set_num_threads(args.threads)
     looks = {}
     for elevation in elevations:
         looks[f'{elevation:g}'] = figures = measure(elevation, args)

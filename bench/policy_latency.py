@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 from pathlib import Path
-import platform
 import random
 import signal
 import subprocess
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
 
+from benchlib import git_commit, machine  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
@@ -67,21 +67,6 @@ def cpu_seconds(pid: int) -> float:
     '''User + system CPU time of a process, from /proc.'''
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def machine() -> str:
-    model = ''
-    for line in Path('/proc/cpuinfo').read_text().splitlines():
-        if line.startswith('model name'):
-            model = line.split(':', 1)[1].strip()
-            break
-    mem = int(Path('/proc/meminfo').read_text().split()[1]) / 2**20
-    return f'{os.cpu_count()} cores, {mem:.0f} GiB, {model}, no GPU ({platform.machine()})'
-
-
-def git_commit() -> str:
-    return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def run(seconds: float, image_size: int, extra: list[str]) -> dict:
@@ -190,7 +175,8 @@ def write(metrics: dict, args: argparse.Namespace, command: str) -> None:
         'command': command,
         'date': datetime.date.today().isoformat(),
         'machine': machine(),
-        'git_commit': git_commit(),
+        'git_commit': git_commit('src/am_policy_node', 'src/am_learning',
+                                 'bench/policy_latency.py'),
         'metrics': {k: v for k, v in metrics.items() if v is not None},
         'notes': (
             f'{args.image_size}x{args.image_size} rgb8 images at 20 Hz for {args.seconds:g} s '

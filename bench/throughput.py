@@ -28,11 +28,10 @@ from dataclasses import replace
 import datetime
 import json
 from pathlib import Path
-import subprocess
 import sys
 import time
 
-from benchlib import machine
+from benchlib import git_commit, machine
 import numpy as np
 import torch
 
@@ -257,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                  f'{policy.cem.iterations} in fp32; '
                  f'{torch.get_num_threads()} torch threads')
 
-    commit = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit('src/am_learning', 'bench/throughput.py')
     result = {
         'benchmark': 'throughput',
         'command': 'python bench/throughput.py ' + ' '.join(
