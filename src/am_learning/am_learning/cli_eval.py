@@ -68,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from am_learning.envs import make_scene
             scene = make_scene(args.scene, policy.image_size, seed=args.seed)
-        tasks = parse_tasks(args.tasks, scene.num_eval_tasks)
-        report = evaluate(policy, scene, eval_tasks=tasks, reach_tasks=args.reach,
-                          episodes_per_task=args.episodes_per_task, max_steps=args.max_steps,
-                          seed=args.seed, filmstrips=args.filmstrips,
-                          filmstrip_path=args.out / 'filmstrip.png',
-                          progress=not args.no_progress, stop=args.stop)
+        try:
+            tasks = parse_tasks(args.tasks, scene.num_eval_tasks)
+            report = evaluate(policy, scene, eval_tasks=tasks, reach_tasks=args.reach,
+                              episodes_per_task=args.episodes_per_task,
+                              max_steps=args.max_steps, seed=args.seed,
+                              filmstrips=args.filmstrips,
+                              filmstrip_path=args.out / 'filmstrip.png',
+                              progress=not args.no_progress, stop=args.stop)
+        finally:
+            scene.close()
     except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
         print(f'am-eval: error: {exc}', file=sys.stderr)
         return 2

@@ -88,6 +88,9 @@ class PointWorld:
     def task_solved(self) -> bool:
         return self.goal is not None and self.goal_distance() < self.success_radius
 
+    def close(self) -> None:
+        '''Nothing to release (a Scene closes its renderer).'''
+
     def random_action(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-1, 1, size=5).astype(np.float32)
 

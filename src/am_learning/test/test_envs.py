@@ -425,6 +425,17 @@ def test_depth_along_the_cameras_line_of_sight_shows_in_the_shadow():
     s.close()
 
 
+def test_close_releases_the_renderer_and_a_later_render_makes_one():
+    '''OGBench's env.close() leaves the GL context to the garbage collector, which may run it
+    on another thread (an rclpy executor's) or after EGL is gone: close() releases it now.'''
+    s = make_scene('cube-single', 16, seed=0)
+    before = s.render()
+    s.close()
+    assert s._env._renderer is None
+    assert np.array_equal(s.render(), before)
+    s.close()
+
+
 @pytest.mark.parametrize('name', ['cube-double', 'scene', 'puzzle-3x3'])
 def test_other_scenes_step_render_and_load_tasks(name):
     s = make_scene(name, 16, seed=0)

@@ -104,6 +104,10 @@ class SimRobotNode(Node):
         self._restart_step_timer()
         return SetParametersResult(successful=True)
 
+    def destroy_node(self) -> None:
+        self.core.scene.close()  # its GL context, while EGL is still up
+        super().destroy_node()
+
     def _restart_step_timer(self) -> None:
         if self._step_timer is not None:
             self.destroy_timer(self._step_timer)

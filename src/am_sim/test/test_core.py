@@ -10,7 +10,9 @@ from am_sim.teleop_core import TeleopConfig, TeleopCore
 
 @pytest.fixture(scope='module')
 def core():
-    return SimCore(SimConfig(image_size=32, seed=0, real_time_factor=0.0), start_ns=10**9)
+    c = SimCore(SimConfig(image_size=32, seed=0, real_time_factor=0.0), start_ns=10**9)
+    yield c
+    c.scene.close()
 
 
 def test_config_problems_are_explained():
@@ -78,6 +80,7 @@ def test_camera_rate_and_wall_clock():
     frames = [c.step(wall_ns=5_000 + k).image is not None for k in range(6)]
     assert frames == [False, True, False, True, False, True]
     assert c.observe(123).stamp_ns == 123  # real_time_factor 1: the caller's clock
+    c.scene.close()
 
 
 def test_reconfigure_refuses_start_up_parameters(core):

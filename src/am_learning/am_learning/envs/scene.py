@@ -194,6 +194,13 @@ def _task_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(None if seed is None else [int(seed), 0x5CE4E])
 
 
+def _release_renderer(env) -> None:
+    '''Close an OGBench env's mujoco.Renderer (its GL context); the next render makes one.'''
+    if env._renderer is not None:
+        env._renderer.close()
+        env._renderer = None
+
+
 class Scene:
     '''One OGBench manipulation scene, stepped at the control rate (20 Hz).'''
 
@@ -227,9 +234,7 @@ class Scene:
         _set_camera_look(model)
         if not draw_arm:
             _hide_faint_arm(model)
-        if u._renderer is not None:  # rebuilt on the next render with the settings above
-            u._renderer.close()
-            u._renderer = None
+        _release_renderer(u)  # rebuilt on the next render with the settings above
         self.num_eval_tasks = int(u.num_tasks)
         self._task = ''
         self._goal_pos: np.ndarray | None = None
@@ -460,5 +465,8 @@ class Scene:
         return self._operator.act(self.state(), rng)
 
     def close(self) -> None:
-        '''Release the renderer (its GL context).'''
+        '''Release the renderer (its GL context) now, on this thread: OGBench's env.close()
+        leaves it to the garbage collector, which may run after EGL has gone (a warning
+        "EGL_BAD_ACCESS" at exit). Rendering again makes a new one.'''
+        _release_renderer(self._env)
         self._env.close()
