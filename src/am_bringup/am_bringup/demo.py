@@ -19,6 +19,7 @@ import argparse
 from collections.abc import Sequence
 import csv
 from dataclasses import asdict, dataclass, replace
+import datetime
 import json
 import os
 from pathlib import Path
@@ -213,8 +214,10 @@ def gcbc_eval(preset: Preset, out: Path, run_dir: Path, seed: int) -> dict:
     return json.loads((eval_dir / 'eval.json').read_text())
 
 
-def write_report(out: Path, preset: Preset, trials: dict, gcbc: dict,
-                 timings: dict) -> Path:
+def write_report(out: Path, preset: Preset, trials: dict, gcbc: dict, timings: dict,
+                 provenance: dict) -> Path:
+    '''report.md, report.png and report.json (with the keys every benchmark report has:
+    `provenance` gives benchmark, command, date, machine and git_commit).'''
     import matplotlib
 
     matplotlib.use('Agg')
@@ -283,10 +286,26 @@ def write_report(out: Path, preset: Preset, trials: dict, gcbc: dict,
     lines += ['', f'![report]({png.name})', '']
     report = out / 'report.md'
     report.write_text('\n'.join(lines))
+    metrics = {'success': {name: {preset.kind: pct} for name, pct in success.items()},
+               'touched': {name: {preset.kind: pct} for name, pct in touched.items()},
+               'rollouts': preset.trials, 'wall_s': round(sum(timings.values()), 1)}
+    notes = (f'{preset.trials} goals per policy and one training seed: a demonstration, not a '
+             'benchmark figure. do_nothing and am over ROS (the policy node through '
+             '~/reach_goal), gcbc rolled out in-process on goals of the same kind.')
     (out / 'report.json').write_text(json.dumps(
-        {'preset': asdict(preset), 'success_pct': success, 'touched_pct': touched,
-         'timings_s': timings}, indent=2))
+        {**provenance, 'metrics': metrics, 'notes': notes, 'preset': asdict(preset),
+         'success_pct': success, 'touched_pct': touched, 'timings_s': timings}, indent=2))
     return report
+
+
+def run_provenance(preset_name: str, argv: Sequence[str]) -> dict:
+    '''The report's benchmark, command, date, machine and git_commit (HEAD of the checkout
+    this code runs from, "-dirty" when its src/ has uncommitted changes).'''
+    from am_learning.provenance import git_commit, machine
+
+    return {'benchmark': f'demo_{preset_name}', 'command': ' '.join(['am-demo', *argv]),
+            'date': datetime.date.today().isoformat(), 'machine': machine(),
+            'git_commit': git_commit(Path(__file__).resolve().parent, ':/src')}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--episodes', type=int, help='override the preset')
     parser.add_argument('--am-updates', type=int, help='override the preset')
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     if args.episodes:
@@ -315,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials = ros_trials(preset, out, am_run / 'checkpoint', args.seed)
         gcbc = gcbc_eval(preset, out, gcbc_run, args.seed)
         timings = json.loads((out / 'timings.json').read_text())
-        report = write_report(out, preset, trials, gcbc, timings)
+        report = write_report(out, preset, trials, gcbc, timings,
+                              run_provenance(args.preset, argv))
     except (RuntimeError, OSError, StackError) as error:
         say(f'failed: {error}')
         return 1

@@ -33,4 +33,10 @@ def test_tiny_demo_records_trains_and_moves_the_arm(tmp_path: Path):
 
     report = json.loads((out / 'report.json').read_text())
     assert set(report['success_pct']) == {'do_nothing', 'am', 'gcbc'}
+    # The keys every benchmark report has (../shared/BENCHMARKS.md).
+    assert report['benchmark'] == 'demo_tiny'
+    assert report['command'] == f'am-demo --preset tiny --out {out}'
+    assert report['git_commit'] and 'cores' in report['machine'] and report['date']
+    assert report['metrics']['success']['am']['reach'] == report['success_pct']['am']
+    assert report['metrics']['rollouts'] == 2
     assert (out / 'report.png').stat().st_size > 10_000
