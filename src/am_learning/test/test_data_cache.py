@@ -347,3 +347,35 @@ def test_concurrent_builds_of_one_cache_leave_a_whole_cache(bags, tmp_path):
     assert errors == []
     assert load_dataset(cache).num_frames == 11
     assert sorted(p.name for p in tmp_path.iterdir()) == ['bags', 'cache']
+
+
+def test_installs_that_finish_together_take_turns(tmp_path):
+    '''The race behind a CI failure: builds of one cache that finish at the same moment swap
+    their folders in one after the other (under a lock on the parent folder); unlocked, a
+    build could find the cache gone between its check and its rename (FileNotFoundError).'''
+    import tempfile
+    import threading
+
+    from am_learning.data import cache as cache_module
+
+    def build_and_install(root: Path, errors: list) -> None:
+        built = Path(tempfile.mkdtemp(prefix='.cache.building-', dir=root))
+        (built / cache_module.MANIFEST).write_text('{}')
+        try:
+            cache_module._install(built, root / 'cache')
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    for round_ in range(40):
+        root = tmp_path / str(round_)
+        root.mkdir()
+        errors = []
+        threads = [threading.Thread(target=build_and_install, args=(root, errors))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], round_
+        assert [p.name for p in root.iterdir()] == ['cache']
+        assert (root / 'cache' / cache_module.MANIFEST).is_file()

@@ -15,8 +15,10 @@ always complete; a cache is stale when its bags' files or the config differ from
 import collections
 from collections.abc import Iterator
 import concurrent.futures
+import contextlib
 from dataclasses import dataclass, field
 import datetime
+import fcntl
 import itertools
 import json
 import logging
@@ -263,21 +265,29 @@ def _check_replaceable(cache_dir: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    '''An exclusive lock between builds that install into `folder` (flock on the folder
+    itself, so no lock file is left behind).'''
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _install(tmp: Path, cache_dir: Path) -> None:
-    '''Move the finished build into place; the old cache is removed only afterwards. A
-    concurrent build of the same cache may install its own meanwhile: then ours replaces
-    it (both are complete).'''
+    '''Move the finished build into place; the old cache is removed only afterwards. Builds
+    of the same cache that finish together install one after the other (the last one stays;
+    all are complete).'''
     old = Path(tempfile.mkdtemp(prefix=f'.{cache_dir.name}.old-', dir=cache_dir.parent))
     try:
-        for attempt in range(3):
+        with _folder_lock(cache_dir.parent):
+            _check_replaceable(cache_dir)
             if cache_dir.exists():
-                os.rename(cache_dir, old / f'cache{attempt}')
-            try:
-                os.rename(tmp, cache_dir)
-                return
-            except OSError:
-                if attempt == 2 or not cache_dir.exists():
-                    raise
+                os.rename(cache_dir, old / 'cache')
+            os.rename(tmp, cache_dir)
     finally:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -300,9 +310,10 @@ def build_cache(bag_dir: Path, cache_dir: Path, config: DatasetConfig, *,
     if not force and is_cache_fresh(bag_dir, cache_dir, config):
         log.info('%s is up to date with %d bag(s) in %s', cache_dir, len(bags), bag_dir)
         return cache_dir
-    _check_replaceable(cache_dir)
-    sources = source_fingerprint(bag_dir, bags)
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(cache_dir.parent):  # not while a concurrent build installs its cache
+        _check_replaceable(cache_dir)
+    sources = source_fingerprint(bag_dir, bags)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{cache_dir.name}.building-', dir=cache_dir.parent))
     try:
         workers = min(_cores(), len(bags)) if workers is None else max(1, int(workers))
