@@ -14,6 +14,11 @@ offset. Reported per checkpoint, as mean cosines of the action's xyz part:
 
 This is the measurement behind network.state_ignore: with OGBench's joint velocities in the
 input, AM's greedy actions followed the data (0.80) and not the goal (0.01).
+
+Grasp timing (where the data closes the gripper): at frames from 20 before to 15 after each
+grasp onset of the data (its gripper target turning from open to closed), with the goal the
+state 25 frames after the onset, how often the greedy action closes the gripper beside how
+often the data does. A policy that closes too early or not at all shows it here.
 Writes bench/results/<name>.json and .md.
 '''
 
@@ -28,15 +33,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 OFFSET_STD = 0.5  # per axis, in the state's units (OGBench scales metres x10): 5 cm
+GRIPPER = 4  # the action's gripper target (am_learning.conventions: > 0 closes)
+GRASP_LEAD = 25  # grasp timing: the goal is the state this many frames after the onset
+GRASP_OFFSETS = (-20, -10, -5, -2, -1, 0, 5, 15)  # frames around the onset probed
 
 
-def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
-    import torch
-
-    from am_learning.cem import cem_maximize
+def _load(checkpoint: Path, dataset):
+    '''The checkpoint's network in eval mode, refused when it does not fit the dataset.'''
     from am_learning.checkpoint import load_checkpoint
-    from am_learning.envs.operator import EFFECTOR_POS_DIMS
-    from am_learning.networks import PolicyNetwork
     from am_learning.train import check_dataset_fits
 
     ckpt = load_checkpoint(checkpoint)
@@ -46,24 +50,42 @@ def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
         check_dataset_fits(ckpt.config, dataset)
     except ValueError as err:
         raise SystemExit(f'{checkpoint}: {err}') from None
-    net = ckpt.network.eval()
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    frames = rng.integers(0, dataset.num_frames, size=samples)
+    return ckpt, ckpt.network.eval()
+
+
+def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen):
+    '''The greedy action at dataset frames for goal states (CEM over Q, or GCBC's output).'''
+    import torch
+
+    from am_learning.cem import cem_maximize
+    from am_learning.networks import PolicyNetwork
+
     state = torch.from_numpy(dataset.states[frames]).float()
     proprio = torch.from_numpy(dataset.proprio[frames]).float() \
         if ckpt.config.network.proprio_dim else None
-    data_action = torch.from_numpy(dataset.actions[frames]).float()
-    offset = torch.from_numpy(rng.normal(0.0, OFFSET_STD, size=(samples, 3))).float()
-    goal = state.clone()
-    goal[:, EFFECTOR_POS_DIMS] += offset
     with torch.no_grad():
         if isinstance(net, PolicyNetwork):
-            action = net(state, goal, proprio)
-        else:
-            feature = net.encode(state, goal, proprio)
-            action, _ = cem_maximize(lambda a: net.logits(feature, a), samples,
-                                     data_action.shape[1], ckpt.config.act_cem, gen)
+            return net(state, goal, proprio)
+        feature = net.encode(state, goal, proprio)
+        action, _ = cem_maximize(lambda a: net.logits(feature, a), len(frames),
+                                 dataset.actions.shape[1], ckpt.config.act_cem, gen)
+        return action
+
+
+def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
+    import torch
+
+    from am_learning.envs.operator import EFFECTOR_POS_DIMS
+
+    ckpt, net = _load(checkpoint, dataset)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    frames = rng.integers(0, dataset.num_frames, size=samples)
+    data_action = torch.from_numpy(dataset.actions[frames]).float()
+    offset = torch.from_numpy(rng.normal(0.0, OFFSET_STD, size=(samples, 3))).float()
+    goal = torch.from_numpy(dataset.states[frames]).float()
+    goal[:, EFFECTOR_POS_DIMS] += offset
+    action = _greedy(ckpt, net, dataset, frames, goal, gen)
 
     def cos(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.nn.functional.cosine_similarity(a[:, :3], b[:, :3]).mean())
@@ -72,6 +94,45 @@ def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
             'state_ignore': list(ckpt.config.network.state_ignore),
             'towards_goal': cos(action, offset), 'copies_data': cos(action, data_action),
             'data_towards_goal': cos(data_action, offset)}
+
+
+def grasp_onsets(dataset, before: int, after: int) -> np.ndarray:
+    '''Frames where the data's gripper target turns from open (<= 0) to closed (> 0), with
+    `before` frames of the same episode before them and `after` frames after.'''
+    gripper = np.asarray(dataset.actions[:, GRIPPER])
+    ends = np.asarray(dataset.episode_ends)
+    starts = np.concatenate([[0], ends[:-1]])
+    episode = np.searchsorted(ends, np.arange(len(gripper)), side='right')
+    onset = np.flatnonzero((gripper[1:] > 0) & (gripper[:-1] <= 0)) + 1
+    return onset[(onset - before >= starts[episode[onset]])
+                 & (onset + after < ends[episode[onset]])]
+
+
+def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
+                 lead: int = GRASP_LEAD, offsets: tuple[int, ...] = GRASP_OFFSETS) -> dict:
+    '''At frames around the data's grasp onsets, with the goal the state `lead` frames after
+    the onset (the object in hand): how often the greedy action closes the gripper, how
+    often the data does, and how often they agree.'''
+    import torch
+
+    ckpt, net = _load(checkpoint, dataset)
+    onsets = grasp_onsets(dataset, before=max(0, -min(offsets)),
+                          after=max(lead, max(offsets)) + 1)
+    if len(onsets) == 0:
+        return {'checkpoint': str(checkpoint), 'onsets': 0, 'rows': []}
+    rng = np.random.default_rng(seed)
+    onsets = rng.choice(onsets, size=min(samples, len(onsets)), replace=False)
+    gen = torch.Generator().manual_seed(seed)
+    goal = torch.from_numpy(dataset.states[onsets + lead]).float()
+    rows = []
+    for offset in offsets:
+        frames = onsets + offset
+        policy = _greedy(ckpt, net, dataset, frames, goal, gen)[:, GRIPPER].numpy() > 0
+        data = dataset.actions[frames, GRIPPER] > 0
+        rows.append({'offset': offset, 'data_closes': float(data.mean()),
+                     'policy_closes': float(policy.mean()),
+                     'agree': float((policy == data).mean())})
+    return {'checkpoint': str(checkpoint), 'onsets': len(onsets), 'lead': lead, 'rows': rows}
 
 
 def main() -> None:
@@ -95,15 +156,19 @@ def main() -> None:
     if dataset.states is None:
         raise SystemExit(f'{args.dataset}: the dataset has no state vectors')
     rows = [measure(c, dataset, args.samples, args.seed) for c in args.checkpoints]
-    for r in rows:
+    grasps = [grasp_timing(c, dataset, args.samples, args.seed) for c in args.checkpoints]
+    for r, g in zip(rows, grasps):
         print(f'{r["checkpoint"]}: towards goal {r["towards_goal"]:.2f}, copies data '
-              f'{r["copies_data"]:.2f} (data towards goal {r["data_towards_goal"]:.2f})')
+              f'{r["copies_data"]:.2f} (data towards goal {r["data_towards_goal"]:.2f}); '
+              'closes at grasp offsets ' + ', '.join(
+                  f'{x["offset"]:+d}: {x["policy_closes"]:.2f} (data {x["data_closes"]:.2f})'
+                  for x in g['rows']))
     result = {
         'name': args.name, 'command': 'python ' + ' '.join(sys.argv),
         'date': datetime.date.today().isoformat(), 'machine': machine(),
         'commit': git_commit('src/am_learning', 'bench/goal_sensitivity.py'),
         'dataset': str(args.dataset), 'samples': args.samples,
-        'metrics': {'runs': rows}, 'notes': args.notes,
+        'metrics': {'runs': rows, 'grasp_timing': grasps}, 'notes': args.notes,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f'{args.name}.json').write_text(json.dumps(result, indent=2) + '\n')
@@ -118,6 +183,16 @@ def main() -> None:
         lines.append(f'| {r["checkpoint"]} | {r["agent"]} | {r["updates"]} | '
                      f'{r["state_ignore"] or "none"} | {r["towards_goal"]:.2f} | '
                      f'{r["copies_data"]:.2f} | {r["data_towards_goal"]:.2f} |')
+    lines += ['', f'Grasp timing: the fraction of greedy actions that close the gripper at '
+              f"frames around the data's grasp onsets (offset 0: the data's first closing "
+              f'frame), the goal the state {GRASP_LEAD} frames after the onset; in brackets the '
+              "data's own fraction.", '',
+              '| checkpoint | onsets | ' + ' | '.join(f'{o:+d}' for o in GRASP_OFFSETS) + ' |',
+              '|---|---|' + '---|' * len(GRASP_OFFSETS)]
+    for g in grasps:
+        cells = [f'{x["policy_closes"]:.2f} ({x["data_closes"]:.2f})' for x in g['rows']]
+        lines.append(f'| {g["checkpoint"]} | {g["onsets"]} | '
+                     + ' | '.join(cells or ['no grasp in the data'] * len(GRASP_OFFSETS)) + ' |')
     if args.notes:
         lines += ['', f'Notes: {args.notes}']
     (args.results_dir / f'{args.name}.md').write_text('\n'.join(lines) + '\n')

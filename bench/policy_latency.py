@@ -167,7 +167,7 @@ def run(seconds: float, image_size: int, extra: list[str]) -> dict:
 
 
 def write(metrics: dict, args: argparse.Namespace, command: str) -> None:
-    out = ROOT / 'bench' / 'results'
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cem = TrainConfig().act_cem
     report = {
@@ -202,6 +202,8 @@ def main() -> None:
     parser.add_argument('--image-size', type=int, default=64)
     parser.add_argument('--param', action='append', default=[],
                         help='extra policy node parameter, name:=value (repeatable)')
+    parser.add_argument('--out', default=str(ROOT / 'bench' / 'results'),
+                        help='folder for policy_latency.json/.md')
     args = parser.parse_args()
     command = 'python bench/policy_latency.py ' + ' '.join(sys.argv[1:])
     metrics = run(args.seconds, args.image_size, args.param)

@@ -56,3 +56,25 @@ def test_a_checkpoint_that_does_not_fit_the_dataset_is_a_clear_error(tmp_path, d
     narrower = replace(dataset, states=dataset.states[:, :STATE_DIM - 1])
     with pytest.raises(SystemExit, match='network.state_dim=20 but dataset states have 19'):
         goal_sensitivity.measure(checkpoint, narrower, samples=16, seed=0)
+
+
+def test_grasp_timing_follows_where_the_data_closes_the_gripper(tmp_path, dataset):
+    '''Point-world data whose gripper target closes exactly while the point is right of the
+    middle: the onsets are those crossings, and a policy trained on it closes the gripper
+    where the data does (the bench's question, asked of a rule that can be learnt).'''
+    x = dataset.states[:, 12] - np.median(dataset.states[:, 12])
+    actions = dataset.actions.copy()
+    actions[:, goal_sensitivity.GRIPPER] = np.where(x > 0, 1.0, -1.0)
+    closing = replace(dataset, actions=actions)
+    onsets = goal_sensitivity.grasp_onsets(closing, before=2, after=3)
+    assert len(onsets) > 20
+    assert np.all(x[onsets] > 0) and np.all(x[onsets - 1] <= 0)
+
+    checkpoint = train(tmp_path, closing, 'gcbc')
+    result = goal_sensitivity.grasp_timing(checkpoint, closing, samples=256, seed=0, lead=3,
+                                           offsets=(-3, -1, 0, 3))
+    assert result['onsets'] == len(goal_sensitivity.grasp_onsets(closing, before=3, after=4))
+    rows = {row['offset']: row for row in result['rows']}
+    assert (rows[-1]['data_closes'], rows[0]['data_closes']) == (0.0, 1.0)
+    # Agreement away from the frame before the crossing, where a small network errs most.
+    assert all(rows[offset]['agree'] >= 0.8 for offset in (-3, 0, 3)), result
