@@ -33,6 +33,55 @@ def test_task_operator_carries_the_cube_to_the_task_goal():
         scene.close()
 
 
+class OperatorPolicy:
+    '''A stand-in for GoalReachingPolicy: the task operator (or, without one, standing still).'''
+
+    uses_images = False
+
+    def __init__(self, operator=None) -> None:
+        self.operator = operator
+        self.rng = np.random.default_rng(0)
+
+    def set_goal(self, goal: np.ndarray) -> None:
+        if self.operator is not None:
+            self.operator.reset(self.rng)
+
+    def act(self, state: np.ndarray, proprio: np.ndarray):
+        from am_learning.policy import PolicyStep
+
+        if self.operator is None:
+            return PolicyStep(action=np.zeros(5, np.float32), q_value=float('nan'))
+        return PolicyStep(action=self.operator.act(state, self.rng), q_value=float('nan'))
+
+
+def test_rollouts_report_how_far_they_got_with_the_cube():
+    '''am-eval's cube stages, on the task operator (near, lifted, placed) and on standing still
+    (none of them; the cube stays where it started).'''
+    from am_learning.envs import make_scene
+    from am_learning.evaluate import CUBE_PLACED_M, cube_stages_pct, rollout
+
+    scene = make_scene('cube-single', render=False, seed=3)
+    try:
+        scene.load_eval_task(1, seed=7)
+        operator = finetune.make_task_operator('cube-single', scene.goal_state(), noise=0.1,
+                                               wrong_target_prob=0.0)
+        carried = rollout(OperatorPolicy(operator), scene, None, task='task1', max_steps=200)
+        scene.load_eval_task(1, seed=7)
+        start = scene.cube_positions()
+        still = rollout(OperatorPolicy(), scene, None, task='task1', max_steps=20, stop='time')
+    finally:
+        scene.close()
+    assert carried.success and carried.cubes_to_move == 1
+    assert carried.cube_near and carried.cube_lifted
+    assert carried.cube_goal_distance <= CUBE_PLACED_M
+    assert not (still.success or still.cube_near or still.cube_lifted)
+    assert still.cubes_to_move == 1
+    np.testing.assert_allclose(still.cube_goal_distance,
+                               np.linalg.norm(start[0] - [0.425, -0.1, 0.02]), atol=0.01)
+    assert cube_stages_pct([carried, still]) == {'near': 50.0, 'lifted': 50.0, 'placed': 50.0,
+                                                 'rollouts': 2}
+
+
 def test_episode_noises_spread_the_range_in_a_seeded_order():
     a = finetune.episode_noises(5, 0.1, 0.5, seed=0)
     np.testing.assert_allclose(np.sort(a), [0.1, 0.2, 0.3, 0.4, 0.5])

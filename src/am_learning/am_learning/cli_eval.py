@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'eval.json').write_text(json.dumps(report, indent=2))
     summary = {k: report[k] for k in ('checkpoint', 'scene', 'agent', 'success_pct',
-                                       'touched_pct', 'rollouts', 'stop')}
+                                       'touched_pct', 'cube_stages_pct', 'rollouts', 'stop')}
     summary['per_task'] = {k: v['success_pct'] for k, v in report['per_task'].items()}
     summary['eval_json'] = str(args.out / 'eval.json')
     summary['filmstrip'] = report.get('filmstrip')

@@ -8,9 +8,11 @@ ends it the moment the scene reports success (an oracle stop: success = touched)
 ends it by the policy's own rule, the policy node's (`StopRule`: Q held high = reached, Q
 held low = give up; GCBC has no Q and runs to the time limit); `time` runs every rollout to
 `max_steps`. Success is the scene's verdict when the rollout ends, "touched" whether it was
-ever reached. Any object with the Scene methods used
-here (reset/load_*_task, step, render, proprio, state, goal_state, task_solved,
-goal_distance) can stand in for a scene, e.g. am_learning.testing.PointWorld.
+ever reached. In tasks that move cubes, each rollout also says how far it got with the cubes
+the task moves (`CubeStages`): the gripper near one, one lifted, and (success) placed.
+Any object with the Scene methods used here (reset/load_*_task, step, render, proprio,
+state, goal_state, task_solved, goal_distance, ee_position, cube_positions, cube_targets)
+can stand in for a scene, e.g. am_learning.testing.PointWorld.
 '''
 
 from dataclasses import asdict, dataclass, field
@@ -32,6 +34,9 @@ class SceneLike(Protocol):
     def task_solved(self) -> bool: ...
     def goal_distance(self) -> float: ...
     def goal_error_in_view(self) -> tuple[float, float]: ...
+    def ee_position(self) -> np.ndarray: ...
+    def cube_positions(self) -> np.ndarray: ...
+    def cube_targets(self) -> np.ndarray: ...
 
 
 STOPS = ('success', 'policy', 'time')
@@ -61,6 +66,46 @@ class StopRule:
         return ''  # nan (GCBC) compares false both ways: only the time limit ends it
 
 
+CUBE_PLACED_M = 0.04
+'''OGBench's tolerance: a cube within this of its target is placed.'''
+CUBE_NEAR_M = 0.03
+'''The gripper (pinch site) within this of a cube's centre: close enough to grasp it.'''
+CUBE_LIFTED_M = 0.03
+'''A cube this far above where it started has been lifted (cubes are 4 cm wide).'''
+
+
+class CubeStages:
+    '''How far a rollout got with the cubes its task moves (those not yet at their targets
+    when it began): the gripper near one, one lifted; placing them is the task's success.'''
+
+    def __init__(self, scene: SceneLike) -> None:
+        self.targets = scene.cube_targets()
+        start = scene.cube_positions()[:len(self.targets)]
+        self.moving = np.linalg.norm(start - self.targets, axis=1) > CUBE_PLACED_M
+        self.start_height = start[:, 2]
+        self.near = self.lifted = False
+
+    @property
+    def count(self) -> int:
+        return int(self.moving.sum())
+
+    def observe(self, scene: SceneLike) -> None:
+        if not self.count:
+            return
+        cubes = scene.cube_positions()[:len(self.targets)][self.moving]
+        gaps = np.linalg.norm(cubes - scene.ee_position(), axis=1)
+        self.near = self.near or bool((gaps <= CUBE_NEAR_M).any())
+        rise = cubes[:, 2] - self.start_height[self.moving]
+        self.lifted = self.lifted or bool((rise >= CUBE_LIFTED_M).any())
+
+    def goal_distance(self, scene: SceneLike) -> float:
+        '''The farthest moved cube's distance from its target, metres (nan: none to move).'''
+        if not self.count:
+            return float('nan')
+        cubes = scene.cube_positions()[:len(self.targets)][self.moving]
+        return float(np.linalg.norm(cubes - self.targets[self.moving], axis=1).max())
+
+
 @dataclass
 class RolloutResult:
     '''One rollout towards one goal.'''
@@ -85,6 +130,14 @@ class RolloutResult:
     (positive: beyond the goal); the depth a single camera shows least.'''
     error_across_view: float = float('nan')
     '''Reach tasks: the end error across that line of sight, metres.'''
+    cubes_to_move: int = 0
+    '''Cube tasks: cubes away from their targets when the rollout began (`CubeStages`).'''
+    cube_near: bool = False
+    '''The gripper came within `CUBE_NEAR_M` of a cube to move.'''
+    cube_lifted: bool = False
+    '''A cube to move rose `CUBE_LIFTED_M` above where it started.'''
+    cube_goal_distance: float = float('nan')
+    '''At the end, the farthest of those cubes from its target, metres.'''
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     goal_image: np.ndarray | None = field(default=None, repr=False)
 
@@ -121,6 +174,7 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
     success = touched = False
     start_distance = float(scene.goal_distance())
     distances = [start_distance]
+    cubes = CubeStages(scene)
     steps = 0
     end_reason = 'time_limit'
     while steps < max_steps:
@@ -140,6 +194,7 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
         success = bool(scene.task_solved())
         touched = touched or success
         distances.append(float(scene.goal_distance()))
+        cubes.observe(scene)
         if success and stop == 'success':
             end_reason = 'success'
             break
@@ -154,6 +209,8 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
                          min_goal_distance=min(finite) if finite else float('nan'),
                          start_goal_distance=start_distance, end_reason=end_reason,
                          error_along_view=along, error_across_view=across,
+                         cubes_to_move=cubes.count, cube_near=cubes.near,
+                         cube_lifted=cubes.lifted, cube_goal_distance=cubes.goal_distance(scene),
                          frames=frames, goal_image=goal_image if keep_frames else None)
 
 
@@ -202,6 +259,10 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
             values = [getattr(r, attr) for r in rs if math.isfinite(getattr(r, attr))]
             if values:
                 per_task[name][f'{key}_distance_m'] = distance_stats(values)
+        if any(r.cubes_to_move for r in rs):
+            per_task[name]['cube_stages_pct'] = cube_stages_pct(rs)
+            per_task[name]['final_cube_distance_m'] = distance_stats(
+                [r.cube_goal_distance for r in rs if r.cubes_to_move])
         along = [r.error_along_view for r in rs if math.isfinite(r.error_along_view)]
         if along:  # signed: a mean far from 0 is a bias in depth
             per_task[name]['along_view_m'] = {'mean': float(np.mean(along)),
@@ -219,6 +280,7 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
             if eval_rs else None,
             'reach': 100.0 * float(np.mean([r.touched for r in reach_rs])) if reach_rs else None,
         },
+        'cube_stages_pct': cube_stages_pct(eval_rs),
         'per_task': per_task,
         'rollouts': len(results),
         'max_steps': max_steps,
@@ -230,6 +292,18 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
         report['filmstrip'] = str(write_filmstrip([r for r in results if r.frames],
                                                   filmstrip_path))
     return report
+
+
+def cube_stages_pct(results: list[RolloutResult]) -> dict[str, float] | None:
+    '''Of the rollouts with cubes to move: percent in which the gripper got near one, one was
+    lifted, and all were placed (success); None when no rollout had a cube to move.'''
+    rs = [r for r in results if r.cubes_to_move]
+    if not rs:
+        return None
+    return {'near': 100.0 * float(np.mean([r.cube_near for r in rs])),
+            'lifted': 100.0 * float(np.mean([r.cube_lifted for r in rs])),
+            'placed': 100.0 * float(np.mean([r.success for r in rs])),
+            'rollouts': len(rs)}
 
 
 def distance_stats(values: list[float]) -> dict[str, float]:

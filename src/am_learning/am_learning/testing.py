@@ -88,6 +88,17 @@ class PointWorld:
     def task_solved(self) -> bool:
         return self.goal is not None and self.goal_distance() < self.success_radius
 
+    def ee_position(self) -> np.ndarray:
+        '''The point, in the plane z = 0.'''
+        return np.append(self.position, 0.0)
+
+    def cube_positions(self) -> np.ndarray:
+        '''No cubes in the point world.'''
+        return np.zeros((0, 3))
+
+    def cube_targets(self) -> np.ndarray:
+        return np.zeros((0, 3))
+
     def close(self) -> None:
         '''Nothing to release (a Scene closes its renderer).'''
 

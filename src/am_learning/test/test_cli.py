@@ -109,6 +109,9 @@ def test_am_eval_in_the_simulated_scene(tiny: Path, tmp_path: Path, capsys) -> N
     report = json.loads((out / 'eval.json').read_text())
     assert set(report['per_task']) == {'task2', 'reach'}
     assert all(r['steps'] <= 4 for r in report['rollout_details'])
+    cube, reach = report['rollout_details']  # task 2 moves the cube; a reach task moves none
+    assert (cube['cubes_to_move'], reach['cubes_to_move']) == (1, 0)
+    assert cube['cube_goal_distance'] > 0.04 and report['cube_stages_pct']['rollouts'] == 1
     strip = cv2.imread(str(out / 'filmstrip.png'))
     assert strip.shape[0] >= 2 * 96  # one row per rollout, goal image first
     capsys.readouterr()

@@ -440,6 +440,22 @@ class Scene:
             return float('nan')
         return float(np.linalg.norm(self.ee_position() - self._goal_pos))
 
+    def cube_positions(self) -> np.ndarray:
+        '''(N, 3) the centres of the scene's cubes, metres; (0, 3) in scenes without cubes.'''
+        u = self._env
+        return np.array([u.data.joint(f'object_joint_{i}').qpos[:3]
+                         for i in range(getattr(u, '_num_cubes', 0))],
+                        dtype=np.float64).reshape(-1, 3)
+
+    def cube_targets(self) -> np.ndarray:
+        '''(N, 3) where the loaded eval task wants each cube, metres (OGBench counts a cube as
+        placed within 4 cm); (0, 3) outside eval tasks or without cubes.'''
+        u = self._env
+        if not self._task.startswith('task'):
+            return np.zeros((0, 3))
+        return np.array([u.data.mocap_pos[i] for i in getattr(u, '_cube_target_mocap_ids', [])],
+                        dtype=np.float64).reshape(-1, 3)
+
     def goal_error_in_view(self) -> tuple[float, float]:
         '''Reach task: the gripper's offset from the goal split along the pixel camera's line
         of sight through the goal (metres, positive beyond the goal, seen from the camera) and
