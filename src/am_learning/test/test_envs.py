@@ -136,6 +136,21 @@ def test_reach_is_seeded(scene):
     assert not np.allclose(pos, scene.goal_position)
 
 
+def test_eval_tasks_are_seeded(scene):
+    '''The same task and seed give the same start and goal in another scene (OGBench settles
+    the goal scene with random actions from the action space's own generator).'''
+    other = make_scene('cube-single', SIZE, seed=5)
+    try:
+        for s in (scene, other):
+            s.load_eval_task(2, seed=9)
+        assert np.array_equal(scene.goal_state(), other.goal_state())
+        assert np.array_equal(scene.state(), other.state())
+        other.load_eval_task(2, seed=10)
+        assert not np.array_equal(scene.goal_state(), other.goal_state())
+    finally:
+        other.close()
+
+
 def test_eval_task_goal_image(scene):
     goal = scene.load_eval_task(1, seed=0)
     start = scene.render()

@@ -185,6 +185,20 @@ def _quiet_gym() -> Iterator[None]:
         yield
 
 
+def _own_action_space(env: Any) -> None:
+    '''Give `env` one action space that `load_eval_task` can seed.
+
+    OGBench's `action_space` is a property that builds a new Box, with a new generator seeded
+    from the OS, on every call, and an eval task's reset settles the goal scene with two of
+    its samples: the goal state (the arm's pose in it) then differed from run to run whatever
+    the seed. A property can only be replaced on the class, so this env gets a subclass of its
+    own whose property returns one Box.
+    '''
+    cls = type(env)
+    space = cls.action_space.fget(env)
+    env.__class__ = type(cls.__name__, (cls,), {'action_space': property(lambda _: space)})
+
+
 def _task_rng(seed: int | None) -> np.random.Generator:
     '''The scene's own draws (reach goals, play operator); a stream apart from OGBench's.
 
@@ -223,6 +237,8 @@ class Scene:
                 SCENES[name], env_only=True, width=self.image_size, height=self.image_size)
         self._env = env.unwrapped
         u = self._env
+        with _quiet_gym():
+            _own_action_space(u)
         u._mode = 'data_collection'
         u.reset(seed=seed)  # builds and compiles the model with the visual variant's colours
         # From now on observations are state vectors; images come from `render()` only.
@@ -296,6 +312,8 @@ class Scene:
             raise ValueError(f'task_id must be in [1, {self.num_eval_tasks}], got {task_id}')
         u = self._env
         u._mode = 'task'
+        if seed is not None:  # the goal scene settles under random actions (_own_action_space)
+            u.action_space.seed(seed)
         with _quiet_gym():  # the task reset samples OGBench's action space
             _, info = u.reset(seed=seed, options={'task_id': int(task_id),
                                                   'render_goal': self._render_enabled})
