@@ -55,8 +55,8 @@ class OperatorPolicy:
 
 
 def test_rollouts_report_how_far_they_got_with_the_cube():
-    '''am-eval's cube stages, on the task operator (near, lifted, placed) and on standing still
-    (none of them; the cube stays where it started).'''
+    '''am-eval's cube stages, on the task operator (near, one grasp around the cube, lifted,
+    placed) and on standing still (none of them; the cube stays where it started).'''
     from am_learning.envs import make_scene
     from am_learning.evaluate import CUBE_PLACED_M, cube_stages_pct, rollout
 
@@ -78,8 +78,14 @@ def test_rollouts_report_how_far_they_got_with_the_cube():
     assert still.cubes_to_move == 1
     np.testing.assert_allclose(still.cube_goal_distance,
                                np.linalg.norm(start[0] - [0.425, -0.1, 0.02]), atol=0.01)
-    assert cube_stages_pct([carried, still]) == {'near': 50.0, 'lifted': 50.0, 'placed': 50.0,
-                                                 'rollouts': 2}
+    # The operator closes the gripper once, around the cube; standing still never does.
+    assert carried.grasp_attempts == 1 and still.grasp_attempts == 0
+    assert carried.grasp_offset_xy < 0.015 and abs(carried.grasp_offset_z) < 0.02
+    assert np.isnan(still.grasp_offset_xy)
+    stages = cube_stages_pct([carried, still])
+    assert {k: stages[k] for k in ('near', 'lifted', 'placed', 'attempted_grasp', 'rollouts')} \
+        == {'near': 50.0, 'lifted': 50.0, 'placed': 50.0, 'attempted_grasp': 50.0, 'rollouts': 2}
+    assert stages['first_grasp_offset_xy_m']['median'] == carried.grasp_offset_xy
 
 
 def test_episode_noises_spread_the_range_in_a_seeded_order():

@@ -71,12 +71,16 @@ CUBE_PLACED_M = 0.04
 CUBE_NEAR_M = 0.03
 '''The gripper (pinch site) within this of a cube's centre: close enough to grasp it.'''
 CUBE_LIFTED_M = 0.03
+GRIPPER_ACTION = 4
+'''The action's gripper target (-1 open .. +1 closed).'''
 '''A cube this far above where it started has been lifted (cubes are 4 cm wide).'''
 
 
 class CubeStages:
     '''How far a rollout got with the cubes its task moves (those not yet at their targets
-    when it began): the gripper near one, one lifted; placing them is the task's success.'''
+    when it began): the gripper near one, one lifted; placing them is the task's success.
+    And where the gripper was when the policy first closed it (a grasp attempt): beside or
+    above the nearest of those cubes.'''
 
     def __init__(self, scene: SceneLike) -> None:
         self.targets = scene.cube_targets()
@@ -84,10 +88,25 @@ class CubeStages:
         self.moving = np.linalg.norm(start - self.targets, axis=1) > CUBE_PLACED_M
         self.start_height = start[:, 2]
         self.near = self.lifted = False
+        self.grasp_attempts = 0
+        self.first_grasp_offset = np.full(3, np.nan)  # gripper - nearest cube, metres
+        self._closed = True  # a gripper closed at the start is no attempt
 
     @property
     def count(self) -> int:
         return int(self.moving.sum())
+
+    def command(self, scene: SceneLike, action: np.ndarray) -> None:
+        '''Before the scene steps `action`: count a grasp attempt when its gripper target turns
+        from open to closed (am_learning.conventions: > 0 closes).'''
+        closing = bool(action[GRIPPER_ACTION] > 0)
+        if self.count and closing and not self._closed:
+            self.grasp_attempts += 1
+            if self.grasp_attempts == 1:
+                offsets = scene.ee_position() - scene.cube_positions()[:len(self.targets)]
+                offsets = offsets[self.moving]
+                self.first_grasp_offset = offsets[np.argmin(np.linalg.norm(offsets, axis=1))]
+        self._closed = closing
 
     def observe(self, scene: SceneLike) -> None:
         if not self.count:
@@ -138,6 +157,13 @@ class RolloutResult:
     '''A cube to move rose `CUBE_LIFTED_M` above where it started.'''
     cube_goal_distance: float = float('nan')
     '''At the end, the farthest of those cubes from its target, metres.'''
+    grasp_attempts: int = 0
+    '''Times the policy's gripper target turned from open to closed.'''
+    grasp_offset_xy: float = float('nan')
+    '''At the first attempt: the gripper's horizontal distance from the nearest cube to move,
+    metres.'''
+    grasp_offset_z: float = float('nan')
+    '''At the first attempt: the gripper's height above that cube's centre, metres.'''
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     goal_image: np.ndarray | None = field(default=None, repr=False)
 
@@ -189,6 +215,7 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
                 break
         if keep_frames:
             frames.append(image)
+        cubes.command(scene, step.action)
         scene.step(step.action)
         steps += 1
         success = bool(scene.task_solved())
@@ -211,6 +238,9 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
                          error_along_view=along, error_across_view=across,
                          cubes_to_move=cubes.count, cube_near=cubes.near,
                          cube_lifted=cubes.lifted, cube_goal_distance=cubes.goal_distance(scene),
+                         grasp_attempts=cubes.grasp_attempts,
+                         grasp_offset_xy=float(np.linalg.norm(cubes.first_grasp_offset[:2])),
+                         grasp_offset_z=float(cubes.first_grasp_offset[2]),
                          frames=frames, goal_image=goal_image if keep_frames else None)
 
 
@@ -294,16 +324,27 @@ def evaluate(policy: GoalReachingPolicy, scene: Any, *, eval_tasks: list[int],
     return report
 
 
-def cube_stages_pct(results: list[RolloutResult]) -> dict[str, float] | None:
+def cube_stages_pct(results: list[RolloutResult]) -> dict[str, Any] | None:
     '''Of the rollouts with cubes to move: percent in which the gripper got near one, one was
-    lifted, and all were placed (success); None when no rollout had a cube to move.'''
+    lifted, all were placed (success), and the policy closed the gripper at all; where the
+    gripper was at that first grasp attempt (horizontal distance from the nearest cube to
+    move: mean, median, p90; height above its centre: median). None when no rollout had a
+    cube to move.'''
     rs = [r for r in results if r.cubes_to_move]
     if not rs:
         return None
-    return {'near': 100.0 * float(np.mean([r.cube_near for r in rs])),
-            'lifted': 100.0 * float(np.mean([r.cube_lifted for r in rs])),
-            'placed': 100.0 * float(np.mean([r.success for r in rs])),
-            'rollouts': len(rs)}
+    stages: dict[str, Any] = {
+        'near': 100.0 * float(np.mean([r.cube_near for r in rs])),
+        'lifted': 100.0 * float(np.mean([r.cube_lifted for r in rs])),
+        'placed': 100.0 * float(np.mean([r.success for r in rs])),
+        'rollouts': len(rs),
+        'attempted_grasp': 100.0 * float(np.mean([r.grasp_attempts > 0 for r in rs])),
+    }
+    tried = [r for r in rs if r.grasp_attempts]
+    if tried:  # where the gripper was when it first closed, metres
+        stages['first_grasp_offset_xy_m'] = distance_stats([r.grasp_offset_xy for r in tried])
+        stages['first_grasp_offset_z_m'] = float(np.median([r.grasp_offset_z for r in tried]))
+    return stages
 
 
 def distance_stats(values: list[float]) -> dict[str, float]:
