@@ -81,7 +81,8 @@ def test_rollouts_report_how_far_they_got_with_the_cube():
     # The operator closes the gripper once, around the cube; standing still never does.
     assert carried.grasp_attempts == 1 and still.grasp_attempts == 0
     assert carried.grasp_offset_xy < 0.015 and abs(carried.grasp_offset_z) < 0.02
-    assert np.isnan(still.grasp_offset_xy)
+    assert carried.grasp_yaw_error_deg < 10  # the operator turns the gripper to the faces
+    assert np.isnan(still.grasp_offset_xy) and np.isnan(still.grasp_yaw_error_deg)
     stages = cube_stages_pct([carried, still])
     assert {k: stages[k] for k in ('near', 'lifted', 'placed', 'attempted_grasp', 'rollouts')} \
         == {'near': 50.0, 'lifted': 50.0, 'placed': 50.0, 'attempted_grasp': 50.0, 'rollouts': 2}

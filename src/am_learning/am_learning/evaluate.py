@@ -11,7 +11,8 @@ held low = give up; GCBC has no Q and runs to the time limit); `time` runs every
 ever reached. In tasks that move cubes, each rollout also says how far it got with the cubes
 the task moves (`CubeStages`): the gripper near one, one lifted, and (success) placed.
 Any object with the Scene methods used here (reset/load_*_task, step, render, proprio,
-state, goal_state, task_solved, goal_distance, ee_position, cube_positions, cube_targets)
+state, goal_state, task_solved, goal_distance, ee_position, ee_yaw, cube_positions,
+cube_yaws, cube_targets)
 can stand in for a scene, e.g. am_learning.testing.PointWorld.
 '''
 
@@ -35,7 +36,9 @@ class SceneLike(Protocol):
     def goal_distance(self) -> float: ...
     def goal_error_in_view(self) -> tuple[float, float]: ...
     def ee_position(self) -> np.ndarray: ...
+    def ee_yaw(self) -> float: ...
     def cube_positions(self) -> np.ndarray: ...
+    def cube_yaws(self) -> np.ndarray: ...
     def cube_targets(self) -> np.ndarray: ...
 
 
@@ -90,6 +93,7 @@ class CubeStages:
         self.near = self.lifted = False
         self.grasp_attempts = 0
         self.first_grasp_offset = np.full(3, np.nan)  # gripper - nearest cube, metres
+        self.first_grasp_yaw = float('nan')  # gripper yaw off the cube's faces, radians
         self._closed = True  # a gripper closed at the start is no attempt
 
     @property
@@ -104,8 +108,12 @@ class CubeStages:
             self.grasp_attempts += 1
             if self.grasp_attempts == 1:
                 offsets = scene.ee_position() - scene.cube_positions()[:len(self.targets)]
-                offsets = offsets[self.moving]
-                self.first_grasp_offset = offsets[np.argmin(np.linalg.norm(offsets, axis=1))]
+                nearest = np.argmin(np.where(self.moving, np.linalg.norm(offsets, axis=1),
+                                             np.inf))
+                self.first_grasp_offset = offsets[nearest]
+                turn = scene.ee_yaw() - scene.cube_yaws()[nearest]
+                quarter = np.pi / 2  # a cube looks the same turned by 90 degrees
+                self.first_grasp_yaw = float(abs((turn + quarter / 2) % quarter - quarter / 2))
         self._closed = closing
 
     def observe(self, scene: SceneLike) -> None:
@@ -164,6 +172,9 @@ class RolloutResult:
     metres.'''
     grasp_offset_z: float = float('nan')
     '''At the first attempt: the gripper's height above that cube's centre, metres.'''
+    grasp_yaw_error_deg: float = float('nan')
+    '''At the first attempt: how far the gripper's yaw was turned from that cube's faces,
+    degrees (0 .. 45).'''
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     goal_image: np.ndarray | None = field(default=None, repr=False)
 
@@ -241,6 +252,7 @@ def rollout(policy: GoalReachingPolicy, scene: SceneLike, goal_image: np.ndarray
                          grasp_attempts=cubes.grasp_attempts,
                          grasp_offset_xy=float(np.linalg.norm(cubes.first_grasp_offset[:2])),
                          grasp_offset_z=float(cubes.first_grasp_offset[2]),
+                         grasp_yaw_error_deg=math.degrees(cubes.first_grasp_yaw),
                          frames=frames, goal_image=goal_image if keep_frames else None)
 
 
@@ -328,8 +340,8 @@ def cube_stages_pct(results: list[RolloutResult]) -> dict[str, Any] | None:
     '''Of the rollouts with cubes to move: percent in which the gripper got near one, one was
     lifted, all were placed (success), and the policy closed the gripper at all; where the
     gripper was at that first grasp attempt (horizontal distance from the nearest cube to
-    move: mean, median, p90; height above its centre: median). None when no rollout had a
-    cube to move.'''
+    move: mean, median, p90; height above its centre and yaw off its faces: medians). None
+    when no rollout had a cube to move.'''
     rs = [r for r in results if r.cubes_to_move]
     if not rs:
         return None
@@ -344,6 +356,8 @@ def cube_stages_pct(results: list[RolloutResult]) -> dict[str, Any] | None:
     if tried:  # where the gripper was when it first closed, metres
         stages['first_grasp_offset_xy_m'] = distance_stats([r.grasp_offset_xy for r in tried])
         stages['first_grasp_offset_z_m'] = float(np.median([r.grasp_offset_z for r in tried]))
+        stages['first_grasp_yaw_error_deg'] = float(
+            np.median([r.grasp_yaw_error_deg for r in tried]))
     return stages
 
 

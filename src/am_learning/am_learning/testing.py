@@ -92,9 +92,15 @@ class PointWorld:
         '''The point, in the plane z = 0.'''
         return np.append(self.position, 0.0)
 
+    def ee_yaw(self) -> float:
+        return 0.0
+
     def cube_positions(self) -> np.ndarray:
         '''No cubes in the point world.'''
         return np.zeros((0, 3))
+
+    def cube_yaws(self) -> np.ndarray:
+        return np.zeros(0)
 
     def cube_targets(self) -> np.ndarray:
         return np.zeros((0, 3))

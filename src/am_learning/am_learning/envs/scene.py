@@ -465,6 +465,14 @@ class Scene:
                          for i in range(getattr(u, '_num_cubes', 0))],
                         dtype=np.float64).reshape(-1, 3)
 
+    def cube_yaws(self) -> np.ndarray:
+        '''(N,) the cubes' yaw about the world z axis, radians; (0,) without cubes.'''
+        u = self._env
+        quats = [u.data.joint(f'object_joint_{i}').qpos[3:7]
+                 for i in range(getattr(u, '_num_cubes', 0))]
+        return np.array([np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+                         for w, x, y, z in quats], dtype=np.float64)
+
     def cube_targets(self) -> np.ndarray:
         '''(N, 3) where the loaded eval task wants each cube, metres (OGBench counts a cube as
         placed within 4 cm); (0, 3) outside eval tasks or without cubes.'''
