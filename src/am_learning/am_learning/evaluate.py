@@ -12,8 +12,7 @@ ever reached. In tasks that move cubes, each rollout also says how far it got wi
 the task moves (`CubeStages`): the gripper near one, one lifted, and (success) placed.
 Any object with the Scene methods used here (reset/load_*_task, step, render, proprio,
 state, goal_state, task_solved, goal_distance, ee_position, ee_yaw, cube_positions,
-cube_yaws, cube_targets)
-can stand in for a scene, e.g. am_learning.testing.PointWorld.
+cube_yaws, cube_targets) can stand in for a scene, e.g. am_learning.testing.PointWorld.
 '''
 
 from dataclasses import asdict, dataclass, field
@@ -74,9 +73,9 @@ CUBE_PLACED_M = 0.04
 CUBE_NEAR_M = 0.03
 '''The gripper (pinch site) within this of a cube's centre: close enough to grasp it.'''
 CUBE_LIFTED_M = 0.03
+'''A cube this far above where it started has been lifted (cubes are 4 cm wide).'''
 GRIPPER_ACTION = 4
 '''The action's gripper target (-1 open .. +1 closed).'''
-'''A cube this far above where it started has been lifted (cubes are 4 cm wide).'''
 
 
 class CubeStages:
@@ -94,7 +93,7 @@ class CubeStages:
         self.grasp_attempts = 0
         self.first_grasp_offset = np.full(3, np.nan)  # gripper - nearest cube, metres
         self.first_grasp_yaw = float('nan')  # gripper yaw off the cube's faces, radians
-        self._closed = True  # a gripper closed at the start is no attempt
+        self._closed = True  # closing from the first step on is not a grasp attempt
 
     @property
     def count(self) -> int:
