@@ -31,9 +31,10 @@ import sys
 from benchlib import git_commit, machine
 import numpy as np
 
+from am_learning.conventions import GRIPPER_INDEX
+
 REPO = Path(__file__).resolve().parents[1]
 OFFSET_STD = 0.5  # per axis, in the state's units (OGBench scales metres x10): 5 cm
-GRIPPER = 4  # the action's gripper target (am_learning.conventions: > 0 closes)
 GRASP_LEAD = 25  # grasp timing: the goal is the state this many frames after the onset
 GRASP_OFFSETS = (-20, -10, -5, -2, -1, 0, 5, 15)  # frames around the onset probed
 
@@ -99,7 +100,7 @@ def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
 def grasp_onsets(dataset, before: int, after: int) -> np.ndarray:
     '''Frames where the data's gripper target turns from open (<= 0) to closed (> 0), with
     `before` frames of the same episode before them and `after` frames after.'''
-    gripper = np.asarray(dataset.actions[:, GRIPPER])
+    gripper = np.asarray(dataset.actions[:, GRIPPER_INDEX])
     ends = np.asarray(dataset.episode_ends)
     starts = np.concatenate([[0], ends[:-1]])
     episode = np.searchsorted(ends, np.arange(len(gripper)), side='right')
@@ -127,8 +128,8 @@ def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
     rows = []
     for offset in offsets:
         frames = onsets + offset
-        policy = _greedy(ckpt, net, dataset, frames, goal, gen)[:, GRIPPER].numpy() > 0
-        data = dataset.actions[frames, GRIPPER] > 0
+        policy = _greedy(ckpt, net, dataset, frames, goal, gen)[:, GRIPPER_INDEX].numpy() > 0
+        data = dataset.actions[frames, GRIPPER_INDEX] > 0
         rows.append({'offset': offset, 'data_closes': float(data.mean()),
                      'policy_closes': float(policy.mean()),
                      'agree': float((policy == data).mean())})

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from am_learning.conventions import GRIPPER_INDEX
 from am_learning.data import EpisodeDataset
 from am_learning.testing import make_point_dataset, tiny_config
 from am_learning.train import Trainer
@@ -64,7 +65,7 @@ def test_grasp_timing_follows_where_the_data_closes_the_gripper(tmp_path, datase
     where the data does (the bench's question, asked of a rule that can be learnt).'''
     x = dataset.states[:, 12] - np.median(dataset.states[:, 12])
     actions = dataset.actions.copy()
-    actions[:, goal_sensitivity.GRIPPER] = np.where(x > 0, 1.0, -1.0)
+    actions[:, GRIPPER_INDEX] = np.where(x > 0, 1.0, -1.0)
     closing = replace(dataset, actions=actions)
     onsets = goal_sensitivity.grasp_onsets(closing, before=2, after=3)
     assert len(onsets) > 20
@@ -78,3 +79,9 @@ def test_grasp_timing_follows_where_the_data_closes_the_gripper(tmp_path, datase
     assert (rows[-1]['data_closes'], rows[0]['data_closes']) == (0.0, 1.0)
     # Agreement away from the frame before the crossing, where a small network errs most.
     assert all(rows[offset]['agree'] >= 0.8 for offset in (-3, 0, 3)), result
+
+    # Data that never closes the gripper has no onsets: an empty timing, not an error.
+    open_only = replace(closing, actions=np.where(
+        np.arange(actions.shape[1]) == GRIPPER_INDEX, -1.0, actions).astype(np.float32))
+    assert goal_sensitivity.grasp_timing(checkpoint, open_only, samples=16, seed=0) == {
+        'checkpoint': str(checkpoint), 'onsets': 0, 'rows': []}

@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+GRIPPER_INDEX = 4
+'''Where the gripper target sits in the action (> 0: towards closed).'''
+
 # Default topics (every one is remappable in the nodes and configurable in the dataset).
 CAMERA_TOPIC = '/camera/image_raw'
 JOINT_STATES_TOPIC = '/joint_states'

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from am_learning.conventions import GRIPPER_INDEX
 from am_learning.policy import GoalReachingPolicy, resize_image
 
 
@@ -74,8 +75,6 @@ CUBE_NEAR_M = 0.03
 '''The gripper (pinch site) within this of a cube's centre: close enough to grasp it.'''
 CUBE_LIFTED_M = 0.03
 '''A cube this far above where it started has been lifted (cubes are 4 cm wide).'''
-GRIPPER_ACTION = 4
-'''The action's gripper target (-1 open .. +1 closed).'''
 
 
 class CubeStages:
@@ -86,7 +85,7 @@ class CubeStages:
 
     def __init__(self, scene: SceneLike) -> None:
         self.targets = scene.cube_targets()
-        start = scene.cube_positions()[:len(self.targets)]
+        start = self._positions(scene)
         self.moving = np.linalg.norm(start - self.targets, axis=1) > CUBE_PLACED_M
         self.start_height = start[:, 2]
         self.near = self.lifted = False
@@ -102,11 +101,11 @@ class CubeStages:
     def command(self, scene: SceneLike, action: np.ndarray) -> None:
         '''Before the scene steps `action`: count a grasp attempt when its gripper target turns
         from open to closed (am_learning.conventions: > 0 closes).'''
-        closing = bool(action[GRIPPER_ACTION] > 0)
+        closing = bool(action[GRIPPER_INDEX] > 0)
         if self.count and closing and not self._closed:
             self.grasp_attempts += 1
             if self.grasp_attempts == 1:
-                offsets = scene.ee_position() - scene.cube_positions()[:len(self.targets)]
+                offsets = scene.ee_position() - self._positions(scene)
                 nearest = np.argmin(np.where(self.moving, np.linalg.norm(offsets, axis=1),
                                              np.inf))
                 self.first_grasp_offset = offsets[nearest]
@@ -115,10 +114,14 @@ class CubeStages:
                 self.first_grasp_yaw = float(abs((turn + quarter / 2) % quarter - quarter / 2))
         self._closed = closing
 
+    def _positions(self, scene: SceneLike) -> np.ndarray:
+        '''(N, 3) the positions of the cubes that have targets.'''
+        return scene.cube_positions()[:len(self.targets)]
+
     def observe(self, scene: SceneLike) -> None:
         if not self.count:
             return
-        cubes = scene.cube_positions()[:len(self.targets)][self.moving]
+        cubes = self._positions(scene)[self.moving]
         gaps = np.linalg.norm(cubes - scene.ee_position(), axis=1)
         self.near = self.near or bool((gaps <= CUBE_NEAR_M).any())
         rise = cubes[:, 2] - self.start_height[self.moving]
@@ -128,7 +131,7 @@ class CubeStages:
         '''The farthest moved cube's distance from its target, metres (nan: none to move).'''
         if not self.count:
             return float('nan')
-        cubes = scene.cube_positions()[:len(self.targets)][self.moving]
+        cubes = self._positions(scene)[self.moving]
         return float(np.linalg.norm(cubes - self.targets[self.moving], axis=1).max())
 
 

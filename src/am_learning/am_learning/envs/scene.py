@@ -467,11 +467,12 @@ class Scene:
 
     def cube_yaws(self) -> np.ndarray:
         '''(N,) the cubes' yaw about the world z axis, radians; (0,) without cubes.'''
+        from ogbench.manipspace import lie
+
         u = self._env
-        quats = [u.data.joint(f'object_joint_{i}').qpos[3:7]
-                 for i in range(getattr(u, '_num_cubes', 0))]
-        return np.array([np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-                         for w, x, y, z in quats], dtype=np.float64)
+        return np.array([lie.SO3(wxyz=u.data.joint(f'object_joint_{i}').qpos[3:7].copy())
+                         .compute_yaw_radians() for i in range(getattr(u, '_num_cubes', 0))],
+                        dtype=np.float64)
 
     def cube_targets(self) -> np.ndarray:
         '''(N, 3) where the loaded eval task wants each cube, metres (OGBench counts a cube as
