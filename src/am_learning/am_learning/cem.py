@@ -16,14 +16,22 @@ def cem_maximize(
     device: torch.device | str = 'cpu',
     low: float = -1.0,
     high: float = 1.0,
+    init_mean: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     '''Maximise score over actions in [low, high]^A independently for each of B states.
 
     score: actions (B, K, A) -> scores (B, K). Each iteration samples `cfg.samples` actions
     from a per-state Gaussian (clipped to the box), and refits the Gaussian to the
-    `cfg.elites` best. Returns the best action seen and its score: (B, A), (B,).
+    `cfg.elites` best. The first Gaussian is centred on `init_mean` (B, A) if given, else on
+    zero. Returns the best action seen and its score: (B, A), (B,).
     '''
-    mean = torch.zeros(batch_size, 1, action_dim, device=device)
+    if init_mean is None:
+        mean = torch.zeros(batch_size, 1, action_dim, device=device)
+    else:
+        if init_mean.shape != (batch_size, action_dim):
+            raise ValueError(f'init_mean must have shape ({batch_size}, {action_dim}), '
+                             f'got {tuple(init_mean.shape)}')
+        mean = init_mean.to(device=device, dtype=torch.float32).clamp(low, high)[:, None]
     std = torch.full_like(mean, cfg.init_std)
     best_action = torch.zeros(batch_size, action_dim, device=device)
     best_score = torch.full((batch_size,), -torch.inf, device=device)

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=0, help='seed of task starts and of CEM')
     p.add_argument('--cem-samples', type=int, help='override the CEM samples of the checkpoint')
     p.add_argument('--cem-iterations', type=int, help='override the CEM iterations')
+    p.add_argument('--cem-warm-start', action=argparse.BooleanOptionalAction, default=None,
+                   help="start each step's CEM search at the previous action (default: the "
+                        "checkpoint's act_cem.warm_start)")
     p.add_argument('--filmstrips', type=int, default=4, help='rollouts shown in the filmstrip')
     p.add_argument('--device', default='cpu', help='cpu or cuda')
     p.add_argument('--out', type=Path, default=Path('eval'), help='output folder')
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         policy = GoalReachingPolicy.from_checkpoint(
             args.checkpoint, args.device, cem_samples=args.cem_samples,
-            cem_iterations=args.cem_iterations, seed=args.seed)
+            cem_iterations=args.cem_iterations, cem_warm_start=args.cem_warm_start,
+            seed=args.seed)
         if args.scene == 'point-world':
             from am_learning.testing import PointWorld
             scene = PointWorld(policy.image_size, seed=args.seed)
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = {'checkpoint': str(args.checkpoint), 'scene': args.scene,
               'agent': policy.config.agent, 'checkpoint_step': policy.checkpoint_step,
-              'cem': {'samples': policy.cem.samples, 'iterations': policy.cem.iterations},
+              'cem': {'samples': policy.cem.samples, 'iterations': policy.cem.iterations,
+                      'warm_start': policy.cem.warm_start},
               **report}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'eval.json').write_text(json.dumps(report, indent=2))

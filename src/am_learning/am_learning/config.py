@@ -113,6 +113,10 @@ class CEMConfig:
     '''Initial standard deviation around the initial mean of zero.'''
     min_std: float = 0.05
     '''Floor on the refitted standard deviation, so the search never collapses.'''
+    warm_start: bool = False
+    '''Acting only: centre each control step's first Gaussian on the previous step's action
+    for the same goal instead of on zero, so that action dimensions Q is indifferent to keep
+    their value from step to step instead of being redrawn (a dithering gripper).'''
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class GoalReachingPolicy:
 
     def __init__(self, checkpoint: Checkpoint, device: str = 'cpu', *,
                  cem_samples: int | None = None, cem_iterations: int | None = None,
-                 seed: int = 0) -> None:
+                 cem_warm_start: bool | None = None, seed: int = 0) -> None:
         self.config: TrainConfig = checkpoint.config
         self.device = torch.device(device)
         self.network = checkpoint.network.to(self.device).float().eval()
@@ -63,6 +63,8 @@ class GoalReachingPolicy:
             cem = replace(cem, samples=int(cem_samples), elites=min(cem.elites, int(cem_samples)))
         if cem_iterations is not None:
             cem = replace(cem, iterations=int(cem_iterations))
+        if cem_warm_start is not None:
+            cem = replace(cem, warm_start=bool(cem_warm_start))
         if cem.samples < 1 or cem.iterations < 1:
             raise ValueError('cem_samples and cem_iterations must be >= 1')
         self.cem = cem
@@ -76,14 +78,17 @@ class GoalReachingPolicy:
         self.action_dim: int = net.action_dim
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self._goal: torch.Tensor | None = None
+        self._previous_action: torch.Tensor | None = None
+        '''(1, A): the last action chosen for the current goal, where CEM warm-starts.'''
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = 'cpu', *,
                         cem_samples: int | None = None, cem_iterations: int | None = None,
+                        cem_warm_start: bool | None = None,
                         seed: int = 0) -> 'GoalReachingPolicy':
         '''Load a checkpoint folder; CheckpointError if it is missing, corrupt or mismatched.'''
         return cls(load_checkpoint(path, device=device), device, cem_samples=cem_samples,
-                   cem_iterations=cem_iterations, seed=seed)
+                   cem_iterations=cem_iterations, cem_warm_start=cem_warm_start, seed=seed)
 
     @property
     def has_goal(self) -> bool:
@@ -119,9 +124,11 @@ class GoalReachingPolicy:
     def set_goal(self, goal: np.ndarray) -> None:
         '''The goal: an (H, W, 3) uint8 RGB image (any size) or a (D,) state vector.'''
         self._goal = self._obs_tensor('goal', goal)
+        self._previous_action = None
 
     def clear_goal(self) -> None:
         self._goal = None
+        self._previous_action = None
 
     def _require_goal(self) -> torch.Tensor:
         if self._goal is None:
@@ -143,8 +150,10 @@ class GoalReachingPolicy:
         def score(actions: torch.Tensor) -> torch.Tensor:
             return self.network.logits(feature, actions)
 
+        init_mean = self._previous_action if self.cem.warm_start else None
         action, logit = cem_maximize(score, 1, self.action_dim, self.cem, self.generator,
-                                     self.device)
+                                     self.device, init_mean=init_mean)
+        self._previous_action = action
         return PolicyStep(action=action[0].cpu().numpy().astype(np.float32),
                           q_value=float(torch.sigmoid(logit[0])))
 

@@ -52,7 +52,8 @@ DIAG_OFFSETS = (1, 5, 20, 50, 100, 200)
 # checkpoint acts: act_cem is never used in training).
 RESUMABLE_CHANGES = {'updates', 'log_interval', 'checkpoint_interval', 'device', 'num_threads',
                      'cuda_graphs', 'tf32', 'act_cem.samples', 'act_cem.iterations',
-                     'act_cem.elites', 'act_cem.init_std', 'act_cem.min_std'}
+                     'act_cem.elites', 'act_cem.init_std', 'act_cem.min_std',
+                     'act_cem.warm_start'}
 PLOT_INTERVAL_S = 30.0
 GRAPH_WARMUP = 3
 '''Eager updates before the CUDA graph is captured (lazy initialisation happens in them).'''

@@ -68,6 +68,31 @@ def test_policy_acts_in_range_and_reports_its_q(tiny: Path) -> None:
     assert q == pytest.approx(step.q_value, abs=1e-5)
 
 
+def test_warm_start_searches_from_the_last_action_until_the_goal_changes(tiny: Path) -> None:
+    '''Both policies draw the same samples; only where the search starts differs. A new goal
+    drops the last action, so the first step for it is the same as without warm starts.'''
+    world = PointWorld(32, seed=0)
+    goal = world.load_reach_task(seed=4)
+    warm = GoalReachingPolicy.from_checkpoint(tiny, cem_warm_start=True, seed=5)
+    cold = GoalReachingPolicy.from_checkpoint(tiny, cem_warm_start=False, seed=5)
+    assert warm.cem.warm_start and not cold.cem.warm_start
+    image, proprio = world.render(), world.proprio()
+
+    def step_both() -> tuple[np.ndarray, np.ndarray]:
+        return warm.act(image, proprio).action, cold.act(image, proprio).action
+
+    for policy in (warm, cold):
+        policy.set_goal(goal)
+    first_warm, first_cold = step_both()
+    np.testing.assert_array_equal(first_warm, first_cold)
+    second_warm, second_cold = step_both()
+    assert not np.array_equal(second_warm, second_cold)
+    for policy in (warm, cold):
+        policy.set_goal(goal)
+    again_warm, again_cold = step_both()
+    np.testing.assert_array_equal(again_warm, again_cold)
+
+
 def test_images_of_another_size_are_resized(tiny: Path) -> None:
     '''A 96x96 camera frame and goal give the same decision as their 32x32 area-resized copies.'''
     import cv2

@@ -40,6 +40,29 @@ def test_cem_beats_random_search_with_the_same_budget() -> None:
     assert cem_value.item() > score(random).max().item()
 
 
+def test_cem_warm_start_keeps_dimensions_the_score_ignores() -> None:
+    '''The score depends on the first four entries only: from a warm start the fifth stays near
+    where it started, from zero it lands anywhere; the optimum is found either way.'''
+    target = torch.tensor([0.4, -0.3, 0.2, -0.6])
+
+    def score(actions: torch.Tensor) -> torch.Tensor:
+        return -((actions[..., :4] - target) ** 2).sum(-1)
+
+    rows = 256
+    start = torch.zeros(rows, 5)
+    start[:, 4] = 0.9
+    cfg = CEMConfig(samples=64, iterations=3)
+    warm, _ = cem_maximize(score, rows, 5, cfg, torch.Generator().manual_seed(2),
+                           init_mean=start)
+    cold, _ = cem_maximize(score, rows, 5, cfg, torch.Generator().manual_seed(2))
+    for best in (warm, cold):
+        assert (best[:, :4] - target).abs().mean() < 0.1
+    assert warm[:, 4].mean() > 0.6 and (warm[:, 4] - 0.9).abs().median() < 0.3
+    assert cold[:, 4].mean().abs() < 0.15
+    with pytest.raises(ValueError, match='init_mean must have shape'):
+        cem_maximize(score, rows, 5, cfg, torch.Generator(), init_mean=torch.zeros(rows, 4))
+
+
 def image_batch(b: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     obs = torch.randint(0, 256, (b, size, size, 3), generator=g, dtype=torch.uint8)
