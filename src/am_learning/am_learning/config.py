@@ -95,6 +95,14 @@ class RelabelConfig:
     '''Temperature of the exp(Q) proposal over candidates (in units of Q in [0, 1]).'''
     negative_weight: float = 1.0
     '''Weight of the negative-action term (target 0) relative to the TD term.'''
+    local_negatives: float = 0.0
+    '''Fraction of the negative candidates drawn next to the dataset action: that action with
+    one random entry redrawn uniformly at least `local_negative_margin` away from its value.
+    Uniform candidates differ from the data in every entry at once, so Q can stay flat along
+    one entry whose effect is small per step (a gripper's yaw); these teach Q, where the
+    data is, that each entry matters. 0 (the paper's uniform candidates) by default.'''
+    local_negative_margin: float = 0.5
+    '''Least distance of a local candidate's redrawn entry from the dataset action's.'''
     random_goal_negative_prob: float = 0.3
     '''her_neg only: fraction of examples whose goal is a random dataset state with target 0.'''
 
@@ -269,6 +277,8 @@ class TrainConfig:
             ('relabel.num_negative_candidates', self.relabel.num_negative_candidates >= 1),
             ('relabel.num_negatives', self.relabel.num_negatives >= 0),
             ('relabel.negative_temperature', self.relabel.negative_temperature > 0),
+            ('relabel.local_negatives', 0.0 <= self.relabel.local_negatives <= 1.0),
+            ('relabel.local_negative_margin', 0.0 <= self.relabel.local_negative_margin < 1.0),
             ('relabel.max_cut_length', self.relabel.max_cut_length >= 0),
             ('relabel.offset_discount', self.relabel.offset_discount is None
              or 0.0 <= self.relabel.offset_discount < 1.0),

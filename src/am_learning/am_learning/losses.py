@@ -47,16 +47,23 @@ def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.T
 
 
 def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,
-                            cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    '''(B, num, A) actions drawn among uniform candidates with p ~ exp(Q / temperature).
+                            cfg: TrainConfig, generator: torch.Generator,
+                            data_action: torch.Tensor | None = None) -> torch.Tensor:
+    '''(B, num, A) actions drawn among candidates with p ~ exp(Q / temperature).
 
-    The proposal favours actions the network currently rates highly: those are the
-    overestimated unseen actions the conservative term must push down.
+    Candidates are uniform over the action box, except a `relabel.local_negatives` share
+    that lies next to `data_action` (B, A) (see local_candidates). The proposal favours
+    actions the network currently rates highly: those are the overestimated unseen actions
+    the conservative term must push down.
     '''
     batch = feature.shape[0]
     rc = cfg.relabel
     candidates = torch.rand(batch, rc.num_negative_candidates, cfg.network.action_dim,
                             device=feature.device, generator=generator) * 2 - 1
+    local = round(rc.local_negatives * rc.num_negative_candidates)
+    if local > 0 and data_action is not None:
+        candidates[:, :local] = local_candidates(data_action, local, rc.local_negative_margin,
+                                                 generator)
     with torch.no_grad():
         q = torch.sigmoid(q_net.logits(feature.detach(), candidates).float())  # (B, K)
         # Gumbel-max: argmax of log p + Gumbel noise is a draw from p = softmax(q / T).
@@ -65,6 +72,24 @@ def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,
         gumbel = -torch.log(-torch.log(uniform.clamp_(min=1e-12)))
         pick = (q.unsqueeze(1) / rc.negative_temperature + gumbel).argmax(dim=-1)  # (B, M)
     return torch.gather(candidates, 1, pick.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
+
+
+def local_candidates(data_action: torch.Tensor, num: int, margin: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    '''(B, num, A): copies of `data_action` (B, A) in [-1, 1], each with one random entry
+    redrawn uniformly from [-1, 1] outside (value - margin, value + margin).'''
+    batch, dim = data_action.shape
+    device = data_action.device
+    value = data_action.detach().float().clamp(-1, 1).unsqueeze(1).expand(batch, num, dim)
+    entry = torch.randint(0, dim, (batch, num, 1), device=device, generator=generator)
+    old = value.gather(2, entry)
+    gap_low = (old - margin).clamp(min=-1.0)
+    gap_high = (old + margin).clamp(max=1.0)
+    # Uniform over the box's length outside the gap, then shifted past the gap.
+    draw = -1.0 + torch.rand(old.shape, device=device, generator=generator) \
+        * (2.0 - (gap_high - gap_low))
+    draw = torch.where(draw >= gap_low, draw + (gap_high - gap_low), draw)
+    return value.scatter(2, entry, draw.to(value.dtype))
 
 
 @torch.no_grad()
@@ -129,19 +154,21 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
     }
     loss = td
     if negatives:
-        loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'critic')
+        loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'critic',
+                                           batch.action)
     metrics['critic/loss'] = loss.detach()
     return loss, metrics
 
 
 def negative_action_loss(q_net: QNetwork, feature: torch.Tensor, cfg: TrainConfig,
-                         generator: torch.Generator, metrics: Metrics,
-                         prefix: str) -> torch.Tensor:
+                         generator: torch.Generator, metrics: Metrics, prefix: str,
+                         data_action: torch.Tensor) -> torch.Tensor:
     '''The conservative term of (1), weighted: sampled unseen actions regressed to Q = 0.'''
     rc = cfg.relabel
     if rc.num_negatives == 0 or rc.negative_weight == 0:
         return torch.zeros((), device=feature.device)
-    neg_actions = sample_negative_actions(q_net, feature, rc.num_negatives, cfg, generator)
+    neg_actions = sample_negative_actions(q_net, feature, rc.num_negatives, cfg, generator,
+                                          data_action)
     neg_logit = q_net.logits(feature, neg_actions)  # (B, M)
     neg = q_regression(neg_logit, torch.zeros_like(neg_logit, dtype=torch.float32),
                        cfg.loss).mean()
@@ -184,5 +211,6 @@ def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_go
                'task/reward_fraction': batch.reward.mean()}
     loss = td
     if negatives:
-        loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'task')
+        loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'task',
+                                           batch.action)
     return loss, metrics

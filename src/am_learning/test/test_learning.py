@@ -140,6 +140,41 @@ def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
     assert abs((picks_hot[..., 0] > 0).float().mean() - 0.5) < 0.05
 
 
+def test_local_negatives_differ_from_the_data_action_in_one_entry_by_the_margin() -> None:
+    gen = torch.Generator().manual_seed(0)
+    data = torch.rand(512, 5, generator=gen) * 2 - 1
+    data[0] = torch.tensor([1.0, -1.0, 0.0, 0.9, -0.95])  # gaps clipped by the box
+    cands = losses.local_candidates(data, 6, 0.5, gen)
+    assert cands.shape == (512, 6, 5) and cands.abs().max() <= 1.0
+    changed = cands != data[:, None]
+    assert torch.equal(changed.sum(-1), torch.ones(512, 6, dtype=torch.long))
+    moved = (cands - data[:, None]).abs()[changed]
+    assert moved.min() >= 0.5
+    assert 0.9 < moved.max() <= 2.0
+    # Every entry gets redrawn, on either side of the data's value.
+    assert torch.equal(changed.any(1).any(0), torch.ones(5, dtype=torch.bool))
+    above = (cands > data[:, None])[changed].float().mean()
+    assert 0.3 < above < 0.7
+
+
+def test_a_share_of_negative_candidates_lies_next_to_the_data_action() -> None:
+    net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
+                                 trunk_dim=4, hidden_dims=(4,)))
+    cfg = tiny_config('state').with_overrides({'relabel.num_negative_candidates': 16,
+                                               'relabel.local_negatives': 1.0,
+                                               'relabel.negative_temperature': 100.0})
+    data = torch.rand(64, 5) * 2 - 1
+    picks = losses.sample_negative_actions(net, torch.zeros(64, 4), 8, cfg,
+                                           torch.Generator().manual_seed(1), data)
+    assert torch.equal((picks != data[:, None]).sum(-1), torch.ones(64, 8, dtype=torch.long))
+    uniform = losses.sample_negative_actions(
+        net, torch.zeros(64, 4), 8, cfg.with_overrides({'relabel.local_negatives': 0.0}),
+        torch.Generator().manual_seed(1), data)
+    assert (uniform != data[:, None]).all()
+    with pytest.raises(ValueError, match='relabel.local_negatives'):
+        cfg.with_overrides({'relabel.local_negatives': 1.5}).validate()
+
+
 def test_a_tiny_dataset_is_fitted() -> None:
     '''One-step goals: Q(s, a, s') of dataset transitions -> 1, of other actions -> 0.'''
     data = make_point_dataset(6, 20, image_size=None, seed=1)
