@@ -19,6 +19,12 @@ Grasp timing (where the data closes the gripper): at frames from 20 before to 15
 grasp onset of the data (its gripper target turning from open to closed), with the goal the
 state 25 frames after the onset, how often the greedy action closes the gripper beside how
 often the data does. A policy that closes too early or not at all shows it here.
+
+Approach yaw (Q-agents' CEM and GCBC alike): at frames 30 to 5 before each grasp onset,
+where the data turns the gripper (|yaw step| > 0.1), how often the greedy action turns the
+same way, and for Q-agents the mean Q of the data's action beside the same action with its
+yaw step reversed, and with its x/y step reversed. A Q that barely tells the two yaw
+directions apart leaves the greedy yaw to CEM's noise: the gripper meets the cube's edges.
 Writes bench/results/<name>.json and .md.
 '''
 
@@ -31,12 +37,14 @@ import sys
 from benchlib import git_commit, machine
 import numpy as np
 
-from am_learning.conventions import GRIPPER_INDEX
+from am_learning.conventions import GRIPPER_INDEX, YAW_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 OFFSET_STD = 0.5  # per axis, in the state's units (OGBench scales metres x10): 5 cm
 GRASP_LEAD = 25  # grasp timing: the goal is the state this many frames after the onset
 GRASP_OFFSETS = (-20, -10, -5, -2, -1, 0, 5, 15)  # frames around the onset probed
+APPROACH_OFFSETS = (-30, -20, -10, -5)  # approach yaw: frames before the onset probed
+TURNING = 0.1  # approach yaw: the data's |yaw step| above which it counts as turning
 
 
 def _load(checkpoint: Path, dataset):
@@ -54,6 +62,15 @@ def _load(checkpoint: Path, dataset):
     return ckpt, ckpt.network.eval()
 
 
+def _inputs(ckpt, dataset, frames: np.ndarray):
+    import torch
+
+    state = torch.from_numpy(dataset.states[frames]).float()
+    proprio = torch.from_numpy(dataset.proprio[frames]).float() \
+        if ckpt.config.network.proprio_dim else None
+    return state, proprio
+
+
 def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen):
     '''The greedy action at dataset frames for goal states (CEM over Q, or GCBC's output).'''
     import torch
@@ -61,9 +78,7 @@ def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen):
     from am_learning.cem import cem_maximize
     from am_learning.networks import PolicyNetwork
 
-    state = torch.from_numpy(dataset.states[frames]).float()
-    proprio = torch.from_numpy(dataset.proprio[frames]).float() \
-        if ckpt.config.network.proprio_dim else None
+    state, proprio = _inputs(ckpt, dataset, frames)
     with torch.no_grad():
         if isinstance(net, PolicyNetwork):
             return net(state, goal, proprio)
@@ -109,6 +124,12 @@ def grasp_onsets(dataset, before: int, after: int) -> np.ndarray:
                  & (onset + after < ends[episode[onset]])]
 
 
+def _sampled_onsets(dataset, before: int, after: int, samples: int, seed: int) -> np.ndarray:
+    onsets = grasp_onsets(dataset, before, after)
+    rng = np.random.default_rng(seed)
+    return rng.choice(onsets, size=min(samples, len(onsets)), replace=False)
+
+
 def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
                  lead: int = GRASP_LEAD, offsets: tuple[int, ...] = GRASP_OFFSETS) -> dict:
     '''At frames around the data's grasp onsets, with the goal the state `lead` frames after
@@ -117,12 +138,10 @@ def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
     import torch
 
     ckpt, net = _load(checkpoint, dataset)
-    onsets = grasp_onsets(dataset, before=max(0, -min(offsets)),
-                          after=max(lead, max(offsets)) + 1)
+    onsets = _sampled_onsets(dataset, max(0, -min(offsets)), max(lead, max(offsets)) + 1,
+                             samples, seed)
     if len(onsets) == 0:
         return {'checkpoint': str(checkpoint), 'onsets': 0, 'rows': []}
-    rng = np.random.default_rng(seed)
-    onsets = rng.choice(onsets, size=min(samples, len(onsets)), replace=False)
     gen = torch.Generator().manual_seed(seed)
     goal = torch.from_numpy(dataset.states[onsets + lead]).float()
     rows = []
@@ -134,6 +153,54 @@ def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
                      'policy_closes': float(policy.mean()),
                      'agree': float((policy == data).mean())})
     return {'checkpoint': str(checkpoint), 'onsets': len(onsets), 'lead': lead, 'rows': rows}
+
+
+def approach_yaw(checkpoint: Path, dataset, samples: int, seed: int, lead: int = GRASP_LEAD,
+                 offsets: tuple[int, ...] = APPROACH_OFFSETS) -> dict:
+    '''At frames before the data's grasp onsets where the data turns the gripper, goal the
+    state `lead` frames after the onset: does the greedy yaw step turn the same way, and (for
+    Q-functions) how much Q the data's action loses with its yaw or its x/y step reversed.'''
+    import torch
+
+    from am_learning.networks import QNetwork
+
+    ckpt, net = _load(checkpoint, dataset)
+    onsets = _sampled_onsets(dataset, -min(offsets), lead + 1, samples, seed)
+    result = {'checkpoint': str(checkpoint), 'onsets': len(onsets), 'rows': []}
+    if len(onsets) == 0:
+        return result
+    gen = torch.Generator().manual_seed(seed)
+    goal = torch.from_numpy(dataset.states[onsets + lead]).float()
+    for offset in offsets:
+        frames = onsets + offset
+        data = torch.from_numpy(dataset.actions[frames]).float()
+        turning = data[:, YAW_INDEX].abs() > TURNING
+        row = {'offset': offset, 'turning': float(turning.float().mean()),
+               'same_way': None, 'q_data': None, 'q_yaw_reversed': None,
+               'q_xy_reversed': None}
+        if not turning.any():
+            result['rows'].append(row)
+            continue
+        greedy = _greedy(ckpt, net, dataset, frames, goal, gen)
+        row['same_way'] = float((greedy[turning, YAW_INDEX] * data[turning, YAW_INDEX] > 0)
+                                .float().mean())
+        if isinstance(net, QNetwork):
+            yaw_reversed, xy_reversed = data.clone(), data.clone()
+            yaw_reversed[:, YAW_INDEX] *= -1
+            xy_reversed[:, :2] *= -1
+            state, proprio = _inputs(ckpt, dataset, frames)
+            with torch.no_grad():
+                feature = net.encode(state, goal, proprio)[turning]
+                for name, action in (('q_data', data), ('q_yaw_reversed', yaw_reversed),
+                                     ('q_xy_reversed', xy_reversed)):
+                    logit = net.logits(feature, action[turning].unsqueeze(1))[:, 0]
+                    row[name] = float(torch.sigmoid(logit).mean())
+        result['rows'].append(row)
+    return result
+
+
+def _cell(value: float | None) -> str:
+    return '' if value is None else f'{value:.2f}'
 
 
 def main() -> None:
@@ -158,18 +225,23 @@ def main() -> None:
         raise SystemExit(f'{args.dataset}: the dataset has no state vectors')
     rows = [measure(c, dataset, args.samples, args.seed) for c in args.checkpoints]
     grasps = [grasp_timing(c, dataset, args.samples, args.seed) for c in args.checkpoints]
+    yaws = [approach_yaw(c, dataset, args.samples, args.seed) for c in args.checkpoints]
     for r, g in zip(rows, grasps):
         print(f'{r["checkpoint"]}: towards goal {r["towards_goal"]:.2f}, copies data '
               f'{r["copies_data"]:.2f} (data towards goal {r["data_towards_goal"]:.2f}); '
               'closes at grasp offsets ' + ', '.join(
                   f'{x["offset"]:+d}: {x["policy_closes"]:.2f} (data {x["data_closes"]:.2f})'
                   for x in g['rows']))
+    for y in yaws:
+        print(f'{y["checkpoint"]}: approach yaw, greedy turns the way the data does at '
+              + ', '.join(f'{x["offset"]:+d}: {_cell(x["same_way"])}' for x in y['rows']))
     result = {
         'name': args.name, 'command': 'python ' + ' '.join(sys.argv),
         'date': datetime.date.today().isoformat(), 'machine': machine(),
         'commit': git_commit('src/am_learning', 'bench/goal_sensitivity.py'),
         'dataset': str(args.dataset), 'samples': args.samples,
-        'metrics': {'runs': rows, 'grasp_timing': grasps}, 'notes': args.notes,
+        'metrics': {'runs': rows, 'grasp_timing': grasps,
+                    'approach_yaw': yaws}, 'notes': args.notes,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f'{args.name}.json').write_text(json.dumps(result, indent=2) + '\n')
@@ -194,6 +266,21 @@ def main() -> None:
         cells = [f'{x["policy_closes"]:.2f} ({x["data_closes"]:.2f})' for x in g['rows']]
         lines.append(f'| {g["checkpoint"]} | {g["onsets"]} | '
                      + ' | '.join(cells or ['no grasp in the data'] * len(GRASP_OFFSETS)) + ' |')
+    lines += ['', f"Approach yaw: at frames before the data's grasp onsets where the data "
+              f'turns the gripper (|yaw step| > {TURNING}), the goal as above: the fraction of '
+              'greedy actions that turn the same way (0.5: no better than a coin), and for '
+              "Q-functions the mean Q of the data's action / with its yaw step reversed / with "
+              'its x and y steps reversed.', '',
+              '| checkpoint | onsets | frames before onset | data turning | greedy turns the '
+              'same way | Q data | Q yaw reversed | Q x/y reversed |',
+              '|---|---|---|---|---|---|---|---|']
+    for y in yaws:
+        for x in y['rows']:
+            lines.append(f'| {y["checkpoint"]} | {y["onsets"]} | {-x["offset"]} | '
+                         f'{x["turning"]:.2f} | {_cell(x["same_way"])} | {_cell(x["q_data"])} | '
+                         f'{_cell(x["q_yaw_reversed"])} | {_cell(x["q_xy_reversed"])} |')
+        if not y['rows']:
+            lines.append(f'| {y["checkpoint"]} | 0 | no grasp in the data | | | | | |')
     if args.notes:
         lines += ['', f'Notes: {args.notes}']
     (args.results_dir / f'{args.name}.md').write_text('\n'.join(lines) + '\n')

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from am_learning.conventions import GRIPPER_INDEX
+from am_learning.conventions import GRIPPER_INDEX, YAW_INDEX
 from am_learning.data import EpisodeDataset
 from am_learning.testing import make_point_dataset, tiny_config
 from am_learning.train import Trainer
@@ -85,3 +85,29 @@ def test_grasp_timing_follows_where_the_data_closes_the_gripper(tmp_path, datase
         np.arange(actions.shape[1]) == GRIPPER_INDEX, -1.0, actions).astype(np.float32))
     assert goal_sensitivity.grasp_timing(checkpoint, open_only, samples=16, seed=0) == {
         'checkpoint': str(checkpoint), 'onsets': 0, 'rows': []}
+
+
+@pytest.mark.parametrize('agent', ['gcbc', 'am'])
+def test_approach_yaw_follows_where_the_data_turns(tmp_path, dataset, agent):
+    '''Point-world data that closes the gripper as above and turns its yaw one way or the
+    other by which side of the middle the point is in y: a policy trained on it turns the
+    way the data does before the onsets; for a Q-function the data's action rates above
+    the same action with its x/y reversed.'''
+    x = dataset.states[:, 12] - np.median(dataset.states[:, 12])
+    y = dataset.states[:, 13] - np.median(dataset.states[:, 13])
+    actions = dataset.actions.copy()
+    actions[:, GRIPPER_INDEX] = np.where(x > 0, 1.0, -1.0)
+    actions[:, YAW_INDEX] = np.where(y > 0, 0.6, -0.6)
+    turning = replace(dataset, actions=actions)
+    checkpoint = train(tmp_path, turning, agent)
+    result = goal_sensitivity.approach_yaw(checkpoint, turning, samples=256, seed=0, lead=3,
+                                           offsets=(-3, -1))
+    assert result['onsets'] == len(goal_sensitivity.grasp_onsets(turning, before=3, after=4))
+    for row in result['rows']:
+        assert row['turning'] == 1.0
+        assert row['same_way'] >= 0.8, result
+        if agent == 'gcbc':
+            assert row['q_data'] is None
+        else:
+            assert 0.0 <= row['q_xy_reversed'] < row['q_data'] <= 1.0, result
+            assert 0.0 <= row['q_yaw_reversed'] <= 1.0

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+YAW_INDEX = 3
+'''Where the yaw step sits in the action.'''
 GRIPPER_INDEX = 4
 '''Where the gripper target sits in the action (> 0: towards closed).'''
 
