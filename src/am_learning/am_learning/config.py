@@ -139,12 +139,15 @@ class TrainConfig:
     '''Network shape.'''
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
     '''Relabeling probabilities and negative sampling.'''
-    act_cem: CEMConfig = field(default_factory=lambda: CEMConfig(samples=256, iterations=4))
+    act_cem: CEMConfig = field(
+        default_factory=lambda: CEMConfig(samples=256, iterations=4, warm_start=True))
     '''CEM used for acting (policy node, evaluation). 256 x 4 rather than QT-Opt's 64 x 3:
     on the GPU-trained cube-single checkpoints it lifted success from 6 to 11% (30k updates)
     and from 11 to 18.5% (129k), where 1024 x 4 added nothing more; on the default image
-    network it costs 1.2 ms p99 per act on 2 CPU cores against 1.0 (bench/results/tuning.md,
-    throughput.md).'''
+    network it costs 1.2 ms p99 per act on 2 CPU cores against 1.0. Warm-started: on a 48k
+    cube-single checkpoint the policy closed the gripper in 2 separate attempts per rollout
+    (median) instead of 8, with no loss in success (bench/results/tuning.md, session 19).
+    Checkpoints saved without the warm_start field act cold, as they were evaluated.'''
     target_cem: CEMConfig = field(
         default_factory=lambda: CEMConfig(samples=32, iterations=2, elites=4))
     '''CEM used for the max in the TD target when target_max == `cem`.'''

@@ -93,6 +93,13 @@ def test_warm_start_searches_from_the_last_action_until_the_goal_changes(tiny: P
     np.testing.assert_array_equal(again_warm, again_cold)
 
 
+def test_new_configs_act_warm_and_configs_saved_before_act_cold() -> None:
+    assert TrainConfig().act_cem.warm_start
+    saved = TrainConfig().to_dict()
+    del saved['act_cem']['warm_start']  # as a checkpoint saved before the field existed
+    assert not TrainConfig.from_dict(saved).act_cem.warm_start
+
+
 def test_images_of_another_size_are_resized(tiny: Path) -> None:
     '''A 96x96 camera frame and goal give the same decision as their 32x32 area-resized copies.'''
     import cv2

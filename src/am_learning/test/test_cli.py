@@ -89,10 +89,10 @@ def test_am_eval_point_world(tiny: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / 'eval'
     assert cli_eval.main([str(tiny), '--scene', 'point-world', '--tasks', 'none',
                           '--reach', '3', '--max-steps', '10', '--out', str(out),
-                          '--filmstrips', '2', '--cem-warm-start', '--no-progress']) == 0
+                          '--filmstrips', '2', '--no-cem-warm-start', '--no-progress']) == 0
     summary = json.loads(capsys.readouterr().out)
     report = json.loads((out / 'eval.json').read_text())
-    assert report['cem']['warm_start'] is True
+    assert report['cem']['warm_start'] is False  # the default acts warm
     assert report['rollouts'] == 3 and len(report['rollout_details']) == 3
     solved = [r['success'] for r in report['rollout_details']]
     assert summary['success_pct']['reach'] == pytest.approx(100 * np.mean(solved))
