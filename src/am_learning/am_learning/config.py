@@ -146,7 +146,7 @@ class TrainConfig:
     and from 11 to 18.5% (129k), where 1024 x 4 added nothing more; on the default image
     network it costs 1.2 ms p99 per act on 2 CPU cores against 1.0. Warm-started: on a 48k
     cube-single checkpoint the policy closed the gripper in 2 separate attempts per rollout
-    (median) instead of 8, with no loss in success (bench/results/tuning.md, session 19).
+    (median) instead of 6-8, success unchanged (bench/results/tuning.md, session 19).
     Checkpoints saved without the warm_start field act cold, as they were evaluated.'''
     target_cem: CEMConfig = field(
         default_factory=lambda: CEMConfig(samples=32, iterations=2, elites=4))
