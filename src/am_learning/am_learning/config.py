@@ -118,7 +118,8 @@ class CEMConfig:
     elites: int = 6
     '''Best samples the Gaussian is refitted to.'''
     init_std: float = 0.5
-    '''Initial standard deviation around the initial mean of zero.'''
+    '''Initial standard deviation around the initial mean (zero, or the last action when
+    warm-started).'''
     min_std: float = 0.05
     '''Floor on the refitted standard deviation, so the search never collapses.'''
     warm_start: bool = False
