@@ -9,10 +9,9 @@ from pathlib import Path
 import subprocess
 import sys
 
-from am_testing.fixtures import future_result, wait_for
+from am_testing.fixtures import action_client, future_result, wait_for
 from am_testing.msg_peer import LATCHED, sample_image, sample_messages
 import pytest
-from rclpy.action import ActionClient
 
 from am_msgs.action import ReachGoal
 from am_msgs.srv import LoadTask, StartEpisode
@@ -31,7 +30,13 @@ def peer(tmp_path: Path):
     )
     yield proc
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        # Once in three runs of this file the peer's executor did not stop within 10 s of
+        # SIGTERM (after every assertion had passed); its exit is not what is tested here.
+        proc.kill()
+        proc.wait(10)
     log.close()
 
 
@@ -68,7 +73,7 @@ def test_services_carry_requests_and_images(peer, ros_node):
 
 
 def test_reach_goal_action_feedback_result_and_cancel(peer, ros_node):
-    client = ActionClient(ros_node, ReachGoal, '/am_msgs_test/reach_goal')
+    client = action_client(ros_node, ReachGoal, '/am_msgs_test/reach_goal')
     assert client.wait_for_server(timeout_sec=20.0)
 
     feedback: list = []

@@ -157,6 +157,26 @@ def ros_node() -> Iterator['rclpy.node.Node']:  # noqa: F821
         yield node
     finally:
         executor.shutdown(timeout_sec=2.0)
+        for spun in executor.get_nodes():  # the probe and any action_client nodes
+            spun.destroy_node()
         node.destroy_node()
         rclpy.shutdown(context=context)
         thread.join(timeout=2.0)
+
+
+def action_client(node: 'rclpy.node.Node', action_type, name: str):  # noqa: F821
+    '''An ActionClient for `name`, spun by the executor that spins `node` (`ros_node`).
+
+    rclpy's ActionClient registers with its node before it has made its lock, so one made on
+    a node that another thread is spinning can kill that thread (AttributeError: no
+    attribute '_lock'; the test then waits for answers that never come). The client is made
+    on a new node of the same context, which joins the executor once the client is whole.
+    '''
+    import rclpy
+    from rclpy.action import ActionClient
+
+    side = rclpy.create_node(f'{node.get_name()}_action_{len(node.executor.get_nodes())}',
+                             context=node.context)
+    client = ActionClient(side, action_type, name)
+    node.executor.add_node(side)
+    return client

@@ -9,14 +9,13 @@ from pathlib import Path
 import threading
 import time
 
-from am_testing.fixtures import future_result, wait_for
+from am_testing.fixtures import action_client, future_result, wait_for
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
-from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray
@@ -72,7 +71,7 @@ class Robot:
         self.activate_client = node.create_client(SetBool, f'{policy}/activate')
         self.estop_client = node.create_client(SetBool, f'{policy}/emergency_stop')
         self.capture_client = node.create_client(Trigger, f'{policy}/capture_goal')
-        self.action = ActionClient(node, ReachGoal, f'{policy}/reach_goal')
+        self.action = action_client(node, ReachGoal, f'{policy}/reach_goal')
         self.position = np.array([0.3, 0.3])
         self.streaming = threading.Event()
         self._stop = threading.Event()

@@ -18,12 +18,11 @@ are among these.
 from pathlib import Path
 import time
 
+from am_testing.fixtures import action_client, wait_for
 from am_testing.fixtures import future_result as done
-from am_testing.fixtures import wait_for
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
 import pytest
-from rclpy.action import ActionClient
 from std_srvs.srv import SetBool
 
 from am_msgs.action import ReachGoal
@@ -75,7 +74,7 @@ def test_goal_images_drive_the_simulated_arm(start_node, ros_node) -> None:
     goal_pub = ros_node.create_publisher(
         type(LoadTask.Response().goal_image), '/policy/goal_image', LATCHED_QOS)
     activate = ros_node.create_client(SetBool, '/policy/activate')
-    action = ActionClient(ros_node, ReachGoal, '/policy/reach_goal')
+    action = action_client(ros_node, ReachGoal, '/policy/reach_goal')
     assert activate.wait_for_service(timeout_sec=30), policy.log()
     assert action.wait_for_server(timeout_sec=10)
     assert wait_for(lambda: len(arm.poses) > 5, 20), sim.log()
