@@ -156,10 +156,10 @@ def ros_node() -> Iterator['rclpy.node.Node']:  # noqa: F821
     try:
         yield node
     finally:
+        spun = executor.get_nodes()  # the probe and any action_client nodes; shutdown forgets them
         executor.shutdown(timeout_sec=2.0)
-        for spun in executor.get_nodes():  # the probe and any action_client nodes
-            spun.destroy_node()
-        node.destroy_node()
+        for each in spun:
+            each.destroy_node()
         rclpy.shutdown(context=context)
         thread.join(timeout=2.0)
 
