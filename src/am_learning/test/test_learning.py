@@ -173,6 +173,8 @@ def test_a_share_of_negative_candidates_lies_next_to_the_data_action() -> None:
     assert (uniform != data[:, None]).all()
     with pytest.raises(ValueError, match='relabel.local_negatives'):
         cfg.with_overrides({'relabel.local_negatives': 1.5}).validate()
+    with pytest.raises(ValueError, match='relabel.local_negative_margin'):
+        cfg.with_overrides({'relabel.local_negative_margin': 1.0}).validate()
 
 
 def test_a_tiny_dataset_is_fitted() -> None:
