@@ -74,8 +74,8 @@ def action_to_twist(action: np.ndarray, scale: ActionScale) -> tuple[np.ndarray,
     '''Normalised action -> (linear velocity m/s (3,), yaw rate rad/s, gripper closure 0..1).'''
     a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
     linear = a[:3] * scale.max_step_m / scale.period_s
-    yaw_rate = float(a[3] * scale.max_yaw_step_rad / scale.period_s)
-    closure = float((a[4] + 1.0) / 2.0)
+    yaw_rate = float(a[YAW_INDEX] * scale.max_yaw_step_rad / scale.period_s)
+    closure = float((a[GRIPPER_INDEX] + 1.0) / 2.0)
     return linear, yaw_rate, closure
 
 

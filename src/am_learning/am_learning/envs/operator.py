@@ -32,7 +32,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from am_learning.conventions import ActionScale
+from am_learning.conventions import GRIPPER_INDEX, ActionScale
 
 # OGBench's state-vector layout (ManipSpaceEnv / CubeEnv.compute_observation).
 XYZ_CENTER = np.array([0.425, 0.0, 0.0])
@@ -212,14 +212,14 @@ def ogbench_to_action(og_action: np.ndarray, gripper_opening: float) -> np.ndarr
     ours names the target closure: -1 fully open .. +1 fully closed.
     '''
     a = np.clip(np.asarray(og_action, dtype=np.float64), -1.0, 1.0)
-    target = np.clip(gripper_opening + a[4], 0.0, 1.0)
+    target = np.clip(gripper_opening + a[4], 0.0, 1.0)  # OGBench's gripper entry
     return np.array([a[0], a[1], a[2], a[3], 2.0 * target - 1.0], dtype=np.float32)
 
 
 def action_to_ogbench(action: np.ndarray, gripper_opening: float) -> np.ndarray:
     '''Our convention action -> OGBench action (inverse of `ogbench_to_action`).'''
     a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-    target = (a[4] + 1.0) / 2.0
+    target = (a[GRIPPER_INDEX] + 1.0) / 2.0
     return np.array([a[0], a[1], a[2], a[3], target - gripper_opening], dtype=np.float64)
 
 
