@@ -7,7 +7,9 @@ Stages (each skipped when its output exists, so a run can be continued):
   data   the scripted play operator (OGBench's oracle + play noise) writes episode bags
          through the recorder's EpisodeWriter (am_sim.generate), then am-dataset builds a
          state-vector cache from them;
-  train  am-train per agent and seed (in parallel, --train-jobs at a time);
+  train  am-train per agent and seed (in parallel, --train-jobs at a time); a finished run
+         is taken further when --updates is raised (without --time-limit-min), its last
+         model and evaluation kept as a point of the learning curve;
   eval   am-eval: the scene's 5 evaluation tasks x --rollouts rollouts, max 200 steps
          (OGBench's cube-single episode limit), success = OGBench's own success test;
   report bench/results/ogbench_state.{json,md} and a plot (success per agent; Q diagnostics
@@ -70,10 +72,12 @@ def stage_data(args: argparse.Namespace, work: Path) -> Path:
 
 def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]:
     runs = [work / 'runs' / f'{agent}_s{seed}' for agent in args.agents for seed in args.seeds]
+    if args.stage not in ('all', 'train'):
+        return runs  # evaluating or reporting never trains
 
     def train(run_dir: Path) -> None:
-        if (run_dir / 'checkpoint' / 'model.safetensors').exists() and (
-                run_dir / 'done').exists():
+        reached, spent = resume_point(run_dir, args.updates, timed=args.time_limit_min > 0)
+        if reached is None:
             return
         agent, seed = run_dir.name.rsplit('_s', 1)
         cmd = [sys.executable, '-m', 'am_learning.cli_train', '--dataset', str(cache),
@@ -88,17 +92,46 @@ def stage_train(args: argparse.Namespace, work: Path, cache: Path) -> list[Path]
             cmd += ['--set', item]
         start = time.monotonic()
         for point in curve_points(args):  # resumes the same run folder up to each point
+            if point <= reached:
+                continue  # a resumed run keeps the snapshots it made
             run([*cmd, '--updates', str(point)], run_dir / f'train_{point}.log')
             if point < args.updates:
                 snapshot = run_dir / 'curve' / str(point)
                 shutil.rmtree(snapshot, ignore_errors=True)
                 shutil.copytree(run_dir / 'checkpoint', snapshot)
-        (run_dir / 'done').write_text(f'{time.monotonic() - start:.1f}\n')
+        (run_dir / 'done').write_text(f'{spent + time.monotonic() - start:.1f}\n')
         print(f'trained {run_dir.name} in {time.monotonic() - start:.0f} s', flush=True)
 
     with ThreadPoolExecutor(args.train_jobs) as pool:
         list(pool.map(train, runs))
     return runs
+
+
+def resume_point(run_dir: Path, updates: int, *, timed: bool) -> tuple[int | None, float]:
+    '''Where the train stage picks `run_dir` up: (its updates so far, or None when it has
+    nothing to do; training seconds already spent).
+
+    A finished run (its `done` file) is left alone, unless it ended below `updates` without
+    a time limit: then it is taken further, and its final model, with its evaluation, becomes
+    a curve snapshot first. Time-limited runs end where their time ends.'''
+    from am_learning.checkpoint import read_metadata
+
+    final = run_dir / 'checkpoint'
+    reached = int(read_metadata(final)['step']) if (final / 'model.safetensors').exists() else 0
+    done = run_dir / 'done'
+    if not done.exists() or not reached:
+        return reached, 0.0
+    if timed or reached >= updates:
+        return None, 0.0
+    spent = float(done.read_text())
+    snapshot = run_dir / 'curve' / str(reached)
+    shutil.rmtree(snapshot, ignore_errors=True)
+    shutil.copytree(final, snapshot)
+    for name in ('eval', f'eval_{reached}.log'):  # where stage_eval left them for the final
+        if (run_dir / name).exists():
+            shutil.move(run_dir / name, snapshot / name)
+    done.unlink()
+    return reached, spent
 
 
 def curve_points(args: argparse.Namespace) -> list[int]:
