@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from am_learning.conventions import GRIPPER_INDEX, action_to_twist
+from am_learning.conventions import GRIPPER_INDEX, YAW_INDEX, action_to_twist
 from am_learning.data.config import DatasetConfig
 
 T0_NS = 1_700_000_000_000_000_000
@@ -191,7 +191,7 @@ def write_synthetic_bag(
             actions[i, :GRIPPER_INDEX] = 0.0
     pos = np.array([0.4, 0.0, 0.2]) + np.concatenate(
         [np.zeros((1, 3)), np.cumsum(actions[:, :3] * scale.max_step_m, axis=0)])
-    yaw = 0.1 + np.concatenate([[0.0], np.cumsum(actions[:, 3] * scale.max_yaw_step_rad)])
+    yaw = 0.1 + np.concatenate([[0.0], np.cumsum(actions[:, YAW_INDEX] * scale.max_yaw_step_rad)])
     yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
     closure_before = np.concatenate([[0.0], (actions[:, GRIPPER_INDEX] + 1) / 2])  # after step i-1
     joint_names = list(config.joint_names)
