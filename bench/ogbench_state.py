@@ -297,6 +297,7 @@ def _write_markdown(path: Path, result: dict, dataset: str, runs: list[Path],
         axes[2].plot([int(p) for p in curve], list(curve.values()), marker='o', label=agent)
     axes[2].set_xlabel('updates')
     axes[2].set_ylabel('success % (mean over seeds)')
+    axes[2].set_ylim(bottom=0)  # a flat curve of a few per cent must look flat
     axes[2].set_title('success against updates')
     axes[2].legend(fontsize=7)
     fig.tight_layout()
