@@ -236,9 +236,9 @@ def main() -> None:
         print(f'{y["checkpoint"]}: approach yaw, greedy turns the way the data does at '
               + ', '.join(f'{x["offset"]:+d}: {_cell(x["same_way"])}' for x in y['rows']))
     result = {
-        'name': args.name, 'command': 'python ' + ' '.join(sys.argv),
+        'benchmark': args.name, 'command': 'python ' + ' '.join(sys.argv),
         'date': datetime.date.today().isoformat(), 'machine': machine(),
-        'commit': git_commit('src/am_learning', 'bench/goal_sensitivity.py'),
+        'git_commit': git_commit('src/am_learning', 'bench/goal_sensitivity.py'),
         'dataset': str(args.dataset), 'samples': args.samples,
         'metrics': {'runs': rows, 'grasp_timing': grasps,
                     'approach_yaw': yaws}, 'notes': args.notes,
@@ -246,7 +246,7 @@ def main() -> None:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f'{args.name}.json').write_text(json.dumps(result, indent=2) + '\n')
     lines = [f'# {args.name}', '', f'`{result["command"]}`  ', f'{result["date"]}, '
-             f'{result["machine"]}, commit {result["commit"]}', '',
+             f'{result["machine"]}, commit {result["git_commit"]}', '',
              'Greedy action (xyz) against a goal whose only change is the effector moved '
              f'{OFFSET_STD / 10 * 100:.0f} cm per axis (std), {args.samples} dataset states; '
              'mean cosines.', '',
