@@ -162,6 +162,13 @@ class TrainConfig:
     '''Q regression loss. `bce`: cross-entropy between sigmoid(Q) and the target in [0, 1]
     (the house choice, ARCHITECTURE.md: Q is a reaching probability, and cross-entropy keeps
     gradients alive when the sigmoid saturates); `mse`: squared error as in the slides' (1).'''
+    td_expectile: float = 0.5
+    '''Expectile of the goal-reaching TD regression: targets above the current Q weigh
+    2 * td_expectile, targets below it 2 * (1 - td_expectile); 0.5 is the plain regression of
+    (1). With the conservative negatives the sampled max in the target is mostly the dataset's
+    next action, so the plain regression learns the play data's own chance of reaching g
+    (SARSA); above 0.5 Q leans towards the best of the outcomes seen from similar (s, a), the
+    in-sample max of IQL and of OGBench's GCIQL (expectile 0.9).'''
     gamma: float = 0.99
     '''Discount: Q(s, a, g) ~ gamma^(steps to reach g). 0.99 keeps goals 100-200 steps
     ahead distinguishable (0.99^100 = 0.37); 0.95 left Q of cube-single goals 50 steps
@@ -288,6 +295,7 @@ class TrainConfig:
              or 0.0 <= self.relabel.offset_discount < 1.0),
             ('target_max', self.target_max in ('cem', 'sampled')),
             ('loss', self.loss in ('bce', 'mse')),
+            ('td_expectile', 0.0 < self.td_expectile < 1.0),
             ('gamma', 0.0 < self.gamma <= 1.0),
             ('polyak', 0.0 < self.polyak <= 1.0),
             ('batch_size', self.batch_size >= 1),

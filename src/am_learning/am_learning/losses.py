@@ -143,8 +143,8 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
     feature = q_net.encode(batch.obs, batch.goal, batch.proprio)  # (B, F)
     logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]  # (B,)
     y = td_targets(target_net, batch, cfg, generator)
-    td = q_regression(logit, y, cfg.loss).mean()
     q = torch.sigmoid(logit.detach().float())
+    td = (expectile_weight(q, y, cfg.td_expectile) * q_regression(logit, y, cfg.loss)).mean()
     metrics: Metrics = {
         'critic/td_loss': td.detach(),
         'critic/q_mean': q.mean(),
@@ -158,6 +158,15 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
                                            batch.action)
     metrics['critic/loss'] = loss.detach()
     return loss, metrics
+
+
+def expectile_weight(q: torch.Tensor, target: torch.Tensor, expectile: float) -> torch.Tensor:
+    '''(B,) 2 * expectile where target >= q, else 2 * (1 - expectile): all ones at 0.5.
+
+    Both losses have gradient (q - y) in the logit for cross-entropy (and q - y times the
+    sigmoid's slope for squared error), so the weighted fixed point is the expectile of the
+    targets seen for one input, as IQL's asymmetric squared loss.'''
+    return torch.where(target >= q, 2.0 * expectile, 2.0 * (1.0 - expectile))
 
 
 def negative_action_loss(q_net: QNetwork, feature: torch.Tensor, cfg: TrainConfig,

@@ -119,6 +119,24 @@ def test_lower_bound_raises_targets_to_the_data_path(trained_am, state_data) -> 
                                losses.path_lower_bound(net, batch, cfg.gamma))
 
 
+@pytest.mark.parametrize('kind', ['bce', 'mse'])
+def test_td_expectile_leans_towards_the_better_outcomes(kind) -> None:
+    '''One input whose TD targets are 1 and 0 equally often: the plain regression settles at
+    their mean, expectile tau at tau (the tau-expectile of a fair coin).'''
+    targets = torch.tensor([1.0, 0.0] * 64)
+    for tau in (0.5, 0.9, 0.2):
+        logit = torch.zeros(1, requires_grad=True)
+        optim = torch.optim.Adam([logit], lr=0.05)
+        for _ in range(800):
+            q = torch.sigmoid(logit.detach()).expand_as(targets)
+            weight = losses.expectile_weight(q, targets, tau)
+            loss = (weight * losses.q_regression(logit.expand_as(targets), targets, kind)).mean()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        assert torch.sigmoid(logit).item() == pytest.approx(tau, abs=0.01)
+
+
 def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
     '''A network whose Q is high for a[0] > 0: cold sampling picks those, hot is uniform.'''
     net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
