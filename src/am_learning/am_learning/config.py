@@ -103,6 +103,11 @@ class RelabelConfig:
     data is, that each entry matters. 0 (the paper's uniform candidates) by default.'''
     local_negative_margin: float = 0.5
     '''Least distance of a local candidate's redrawn entry from the dataset action's.'''
+    max_action_negative: bool = False
+    '''Also regress to 0, at (s, g), the action the TD target's max chose at s' where that is
+    not the dataset's next action (CQL's push-down of the maximiser): the out-of-data action
+    whose overestimate the max would carry into Q, which uniform candidates seldom hit.
+    Weighted by negative_weight; agents with negatives only.'''
     random_goal_negative_prob: float = 0.3
     '''her_neg only: fraction of examples whose goal is a random dataset state with target 0.'''
 

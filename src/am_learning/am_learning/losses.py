@@ -29,21 +29,29 @@ def q_regression(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch
 
 @torch.no_grad()
 def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.Tensor,
-               cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples + the dataset action.'''
+               cfg: TrainConfig, generator: torch.Generator,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples + the dataset action;
+    with the action that gave it (B, A) and where that is not the dataset action (B,) bool.'''
     batch, dim = next_action.shape
+    data = target_net.logits(feature, next_action.unsqueeze(1))[:, 0].float()
     if cfg.target_max == 'cem':
         def score(actions: torch.Tensor) -> torch.Tensor:
             return target_net.logits(feature, actions)
 
-        _, best = cem_maximize(score, batch, dim, cfg.target_cem, generator, feature.device)
+        best_action, best = cem_maximize(score, batch, dim, cfg.target_cem, generator,
+                                         feature.device)
         # CEM may miss the dataset's own next action: include it, as QT-Opt's CEM seeds do.
-        data = target_net.logits(feature, next_action.unsqueeze(1))[:, 0]
-        return torch.sigmoid(torch.maximum(best, data.float()))
+        beats_data = best.float() > data
+        return (torch.sigmoid(torch.maximum(best.float(), data)),
+                torch.where(beats_data[:, None], best_action, next_action), beats_data)
     uniform = torch.rand(batch, cfg.target_samples, dim, device=feature.device,
                          generator=generator) * 2 - 1
+    scores = torch.cat([target_net.logits(feature, uniform).float(), data[:, None]], dim=1)
+    best, pick = scores.max(dim=1)
     actions = torch.cat([uniform, next_action.unsqueeze(1)], dim=1)  # (B, K+1, A)
-    return torch.sigmoid(target_net.logits(feature, actions).float().max(dim=1).values)
+    best_action = actions.gather(1, pick[:, None, None].expand(-1, 1, dim))[:, 0]
+    return torch.sigmoid(best), best_action, pick < cfg.target_samples
 
 
 def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,
@@ -96,15 +104,25 @@ def local_candidates(data_action: torch.Tensor, num: int, margin: float,
 def td_targets(target_net: QNetwork, batch: TensorBatch, cfg: TrainConfig,
                generator: torch.Generator) -> torch.Tensor:
     '''(B,) TD targets in [0, 1] of a relabeled batch (see q_learning_loss).'''
+    return td_targets_and_max(target_net, batch, cfg, generator)[0]
+
+
+@torch.no_grad()
+def td_targets_and_max(target_net: QNetwork, batch: TensorBatch, cfg: TrainConfig,
+                       generator: torch.Generator,
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    '''TD targets (B,), the action the max chose at s' (B, A), and (B,) 1.0 where that
+    action is not the dataset's and the target bootstraps from it.'''
     next_feature = target_net.encode(batch.next_obs, batch.goal, batch.next_proprio)
-    v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
+    v_max, max_action, beats_data = target_max(target_net, next_feature, batch.next_action,
+                                               cfg, generator)
     # The chained goal's reward at s_i is Q_target(s_i, a_i, g), a_i the dataset action.
     q_data = torch.sigmoid(
         target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float())
     y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
     if cfg.relabel.lower_bound:
         y = torch.maximum(y, path_lower_bound(target_net, batch, cfg.gamma))
-    return y.clamp_(0.0, 1.0)
+    return y.clamp_(0.0, 1.0), max_action, batch.bootstrap * beats_data.float()
 
 
 def path_lower_bound(target_net: QNetwork, batch: TensorBatch, gamma: float) -> torch.Tensor:
@@ -142,9 +160,11 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
     '''
     feature = q_net.encode(batch.obs, batch.goal, batch.proprio)  # (B, F)
     logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]  # (B,)
-    y = td_targets(target_net, batch, cfg, generator)
+    y, max_action, off_data = td_targets_and_max(target_net, batch, cfg, generator)
     q = torch.sigmoid(logit.detach().float())
-    td = (expectile_weight(q, y, cfg.td_expectile) * q_regression(logit, y, cfg.loss)).mean()
+    # Random-goal negatives (her_neg) are given targets, not estimates: never down-weighted.
+    weight = torch.where(batch.goal_negative > 0, 1.0, expectile_weight(q, y, cfg.td_expectile))
+    td = (weight * q_regression(logit, y, cfg.loss)).mean()
     metrics: Metrics = {
         'critic/td_loss': td.detach(),
         'critic/q_mean': q.mean(),
@@ -156,6 +176,14 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
     if negatives:
         loss = loss + negative_action_loss(q_net, feature, cfg, generator, metrics, 'critic',
                                            batch.action)
+        if cfg.relabel.max_action_negative:
+            # The target's maximiser, where it is not the data's action, pushed to 0 at
+            # (s, g): s' is one step on, and this is the action the max exploits there.
+            q_max = q_net.logits(feature, max_action.unsqueeze(1))[:, 0]
+            zero = torch.zeros_like(q_max, dtype=torch.float32)
+            push = (off_data * q_regression(q_max, zero, cfg.loss)).mean()
+            metrics['critic/max_negative_fraction'] = off_data.mean()
+            loss = loss + cfg.relabel.negative_weight * push
     metrics['critic/loss'] = loss.detach()
     return loss, metrics
 
@@ -211,7 +239,7 @@ def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_go
     logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]
     with torch.no_grad():
         next_feature = target_net.encode(batch.next_obs, goal, batch.next_proprio)
-        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)
+        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)[0]
         y = (batch.reward + cfg.gamma * (1.0 - batch.reward) * v_max).clamp_(0.0, 1.0)
     td = q_regression(logit, y, cfg.loss).mean()
     metrics = {'task/td_loss': td.detach(),

@@ -137,6 +137,58 @@ def test_td_expectile_leans_towards_the_better_outcomes(kind) -> None:
         assert torch.sigmoid(logit).item() == pytest.approx(tau, abs=0.01)
 
 
+def _step_net() -> QNetwork:
+    '''A state network whose logit is relu(20 a0): Q ~ 1 for a0 > 0, 0.5 below.'''
+    net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
+                                 trunk_dim=4, hidden_dims=(4,)))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.head.action_in.weight[0, 0] = 20.0
+        net.head.mlp[0].weight[0, 0] = 1.0
+    return net
+
+
+@pytest.mark.parametrize('how', ['sampled', 'cem'])
+def test_target_max_names_the_action_that_gave_it(how) -> None:
+    net = _step_net()
+    cfg = tiny_config('state').with_overrides({'target_max': how})
+    feature = torch.zeros(64, 4)
+    gen = torch.Generator().manual_seed(0)
+    backwards = torch.full((64, 5), -0.5)  # Q 0.5: an action with a0 > 0 beats it
+    value, action, off_data = losses.target_max(net, feature, backwards, cfg, gen)
+    assert off_data.all() and (action[:, 0] > 0).all()
+    torch.testing.assert_close(value, torch.sigmoid(net.logits(feature, action[:, None])[:, 0]))
+    best = torch.ones(64, 5)  # a0 = 1: nothing in the box scores higher
+    value, action, off_data = losses.target_max(net, feature, best, cfg, gen)
+    assert not off_data.any()
+    torch.testing.assert_close(action, best)
+    assert value.min().item() == pytest.approx(torch.sigmoid(torch.tensor(20.0)).item())
+
+
+def test_max_action_negative_lowers_q_where_the_target_max_leaves_the_data(state_data) -> None:
+    '''With the paper's CEM max, Q of the maximiser for random goals comes down when the
+    maximiser is pushed to 0; near goals stay above random ones.'''
+    q_max = {}
+    for push in (False, True):
+        cfg = tiny_config('state', updates=300).with_overrides(
+            {'target_max': 'cem', 'relabel.max_action_negative': push})
+        trainer = Trainer(cfg, state_data)
+        row = trainer.train()
+        with torch.no_grad():
+            batch = trainer.sample_batch(512)
+            random_goal = batch.bootstrap * (1 - batch.hindsight) > 0
+            feature = trainer.net.encode(batch.obs, batch.goal, batch.proprio)
+            value = losses.target_max(trainer.net, feature, batch.action, cfg,
+                                      torch.Generator().manual_seed(1))[0]
+        q_max[push] = value[random_goal].mean().item()
+        if push:
+            diag = trainer.diagnostics()
+            assert diag['diag/q_offset_1'] > diag['diag/q_random_goal']
+            assert 0 < row['critic/max_negative_fraction'] <= 1
+    assert q_max[True] < q_max[False] - 0.05, q_max
+
+
 def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
     '''A network whose Q is high for a[0] > 0: cold sampling picks those, hot is uniform.'''
     net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
