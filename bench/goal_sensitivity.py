@@ -71,18 +71,26 @@ def _inputs(ckpt, dataset, frames: np.ndarray):
     return state, proprio
 
 
-def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen):
-    '''The greedy action at dataset frames for goal states (CEM over Q, or GCBC's output).'''
+def _with_goal(ckpt, dataset, frames: np.ndarray, goal):
+    '''(state, goal, proprio): a Q-network's encode arguments at dataset frames.'''
+    state, proprio = _inputs(ckpt, dataset, frames)
+    return state, goal, proprio
+
+
+def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen, feature=None):
+    '''The greedy action at dataset frames for goal states (CEM over Q, or GCBC's output);
+    a Q-network's `feature` of (frames, goal) is encoded here unless given.'''
     import torch
 
     from am_learning.cem import cem_maximize
     from am_learning.networks import PolicyNetwork
 
-    state, proprio = _inputs(ckpt, dataset, frames)
     with torch.no_grad():
         if isinstance(net, PolicyNetwork):
+            state, proprio = _inputs(ckpt, dataset, frames)
             return net(state, goal, proprio)
-        feature = net.encode(state, goal, proprio)
+        if feature is None:
+            feature = net.encode(*_with_goal(ckpt, dataset, frames, goal))
         action, _ = cem_maximize(lambda a: net.logits(feature, a), len(frames),
                                  dataset.actions.shape[1], ckpt.config.act_cem, gen)
         return action
@@ -181,19 +189,21 @@ def approach_yaw(checkpoint: Path, dataset, samples: int, seed: int, lead: int =
         if not turning.any():
             result['rows'].append(row)
             continue
-        greedy = _greedy(ckpt, net, dataset, frames, goal, gen)
+        feature = None
+        if isinstance(net, QNetwork):
+            with torch.no_grad():
+                feature = net.encode(*_with_goal(ckpt, dataset, frames, goal))
+        greedy = _greedy(ckpt, net, dataset, frames, goal, gen, feature)
         row['same_way'] = float((greedy[turning, YAW_INDEX] * data[turning, YAW_INDEX] > 0)
                                 .float().mean())
-        if isinstance(net, QNetwork):
+        if feature is not None:
             yaw_reversed, xy_reversed = data.clone(), data.clone()
             yaw_reversed[:, YAW_INDEX] *= -1
             xy_reversed[:, :2] *= -1
-            state, proprio = _inputs(ckpt, dataset, frames)
             with torch.no_grad():
-                feature = net.encode(state, goal, proprio)[turning]
                 for name, action in (('q_data', data), ('q_yaw_reversed', yaw_reversed),
                                      ('q_xy_reversed', xy_reversed)):
-                    logit = net.logits(feature, action[turning].unsqueeze(1))[:, 0]
+                    logit = net.logits(feature[turning], action[turning].unsqueeze(1))[:, 0]
                     row[name] = float(torch.sigmoid(logit).mean())
         result['rows'].append(row)
     return result

@@ -123,7 +123,12 @@ def resume_point(run_dir: Path, updates: int, *, timed: bool) -> tuple[int | Non
         return reached, 0.0
     if timed or reached >= updates:
         return None, 0.0
-    spent = float(done.read_text())
+    try:
+        spent = float(done.read_text())
+    except ValueError:
+        raise SystemExit(f'{done}: expected the seconds the finished run trained, found '
+                         f'{done.read_text()[:40]!r}; delete the file to take the run on '
+                         'from its checkpoint') from None
     snapshot = run_dir / 'curve' / str(reached)
     shutil.rmtree(snapshot, ignore_errors=True)
     shutil.copytree(final, snapshot)

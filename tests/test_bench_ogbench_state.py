@@ -6,6 +6,8 @@ from pathlib import Path
 import shutil
 import sys
 
+import pytest
+
 from am_learning.testing import make_point_dataset, tiny_config
 from am_learning.train import Trainer
 
@@ -54,6 +56,11 @@ def test_a_finished_run_is_taken_further_and_keeps_its_last_model_as_a_curve_poi
     assert ogbench_state.resume_point(run, 20, timed=False) == (None, 0.0)  # nothing to add
     assert ogbench_state.resume_point(run, 40, timed=True) == (None, 0.0)  # time ended it
     assert (run / 'done').exists() and not (run / 'curve').exists()
+    (run / 'done').write_text('finished\n')  # not the seconds it trained: named, untouched
+    with pytest.raises(SystemExit, match='done.*delete the file'):
+        ogbench_state.resume_point(run, 40, timed=False)
+    assert not (run / 'curve').exists() and (run / 'eval').exists()
+    (run / 'done').write_text('12.5\n')
 
     assert ogbench_state.resume_point(run, 40, timed=False) == (20, 12.5)
     snapshot = run / 'curve' / '20'
