@@ -108,8 +108,9 @@ class RelabelConfig:
     not the dataset's next action (CQL's push-down of the maximiser): the out-of-data action
     whose overestimate the max would carry into Q, which uniform candidates seldom hit.
     Weighted by negative_weight; agents with negatives only. With `target_max` = `cem` it
-    keeps random goals apart (Q 0.04 against 0.69 without it, 0.35 for the sampled max) but
-    placed no more cubes on cube-single (tuning.md, session 21): off.'''
+    keeps random goals apart (their Q 0.05 against 0.69 for the plain CEM max at 4k updates;
+    0.04-0.05 against the sampled max's 0.25-0.28 at 50k) but placed no more cubes on
+    cube-single (tuning.md, session 21): off.'''
     random_goal_negative_prob: float = 0.3
     '''her_neg only: fraction of examples whose goal is a random dataset state with target 0.'''
 
