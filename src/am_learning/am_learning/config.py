@@ -162,8 +162,10 @@ class TrainConfig:
     '''CEM used for the max in the TD target when target_max == `cem`.'''
     target_max: Literal['cem', 'sampled'] = 'sampled'
     '''How max_a Q_target(s', a, g) is taken: `cem` as in the paper, or `sampled`: the max
-    over `target_samples` uniform actions plus the dataset's next action (cheaper on a CPU;
-    a calibration run could not tell the two targets apart).'''
+    over `target_samples` uniform actions plus the dataset's next action (half the cost on a
+    CPU). With the conservative negatives the sampled max is the dataset's next action in
+    94-96% of examples, while the CEM max lifts Q of random goals to that of near goals
+    unless relabel.max_action_negative holds it down (tuning.md, session 21).'''
     target_samples: int = 16
     '''Uniform actions for target_max == `sampled`.'''
     loss: Literal['bce', 'mse'] = 'bce'
