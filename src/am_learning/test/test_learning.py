@@ -144,8 +144,8 @@ def _step_net() -> QNetwork:
     with torch.no_grad():
         for p in net.parameters():
             p.zero_()
-        net.head.action_in.weight[0, 0] = 20.0
-        net.head.mlp[0].weight[0, 0] = 1.0
+        net.head.action_in.weight[0, 0] = 20.0  # hidden unit 0 = relu(20 a0)
+        net.head.mlp[0].weight[0, 0] = 1.0  # logit = that unit
     return net
 
 
@@ -191,13 +191,7 @@ def test_max_action_negative_lowers_q_where_the_target_max_leaves_the_data(state
 
 def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
     '''A network whose Q is high for a[0] > 0: cold sampling picks those, hot is uniform.'''
-    net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
-                                 trunk_dim=4, hidden_dims=(4,)))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        net.head.action_in.weight[0, 0] = 20.0  # hidden unit 0 = relu(20 a0)
-        net.head.mlp[0].weight[0, 0] = 1.0  # logit = relu(20 a0): Q ~ 1 if a0 > 0, else 0.5
+    net = _step_net()
     feature = torch.zeros(256, 4)
     gen = torch.Generator().manual_seed(0)
     cold = replace(tiny_config('state'), relabel=replace(
