@@ -30,11 +30,14 @@ def q_regression(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch
 @torch.no_grad()
 def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.Tensor,
                cfg: TrainConfig, generator: torch.Generator,
+               data: torch.Tensor | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples + the dataset action;
-    with the action that gave it (B, A) and where that is not the dataset action (B,) bool.'''
+    with the action that gave it (B, A) and where that is not the dataset action (B,) bool.
+    `data`: the dataset action's float logit (B,), computed here unless given.'''
     batch, dim = next_action.shape
-    data = target_net.logits(feature, next_action.unsqueeze(1))[:, 0].float()
+    if data is None:
+        data = target_net.logits(feature, next_action.unsqueeze(1))[:, 0].float()
     if cfg.target_max == 'cem':
         def score(actions: torch.Tensor) -> torch.Tensor:
             return target_net.logits(feature, actions)
@@ -114,11 +117,11 @@ def td_targets_and_max(target_net: QNetwork, batch: TensorBatch, cfg: TrainConfi
     '''TD targets (B,), the action the max chose at s' (B, A), and (B,) 1.0 where that
     action is not the dataset's and the target bootstraps from it.'''
     next_feature = target_net.encode(batch.next_obs, batch.goal, batch.next_proprio)
+    data = target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float()
     v_max, max_action, beats_data = target_max(target_net, next_feature, batch.next_action,
-                                               cfg, generator)
+                                               cfg, generator, data)
     # The chained goal's reward at s_i is Q_target(s_i, a_i, g), a_i the dataset action.
-    q_data = torch.sigmoid(
-        target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float())
+    q_data = torch.sigmoid(data)
     y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
     if cfg.relabel.lower_bound:
         y = torch.maximum(y, path_lower_bound(target_net, batch, cfg.gamma))
