@@ -137,6 +137,14 @@ def test_td_expectile_leans_towards_the_better_outcomes(kind) -> None:
         assert torch.sigmoid(logit).item() == pytest.approx(tau, abs=0.01)
 
 
+def test_a_td_expectile_outside_0_1_or_a_non_boolean_max_action_negative_is_refused() -> None:
+    for tau in (0.0, 1.0):  # all weight on one side of the targets
+        with pytest.raises(ValueError, match='td_expectile'):
+            tiny_config('state').with_overrides({'td_expectile': tau}).validate()
+    with pytest.raises(ValueError, match='max_action_negative'):
+        tiny_config('state').with_overrides({'relabel.max_action_negative': 'yes'})
+
+
 def _step_net() -> QNetwork:
     '''A state network whose logit is relu(20 a0): Q ~ 1 for a0 > 0, 0.5 below.'''
     net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
