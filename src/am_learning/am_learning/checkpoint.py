@@ -171,6 +171,7 @@ _SHAPE_FIELDS = (
     ('head.action_in', 'network.action_dim / network.hidden_dims'),
     ('head.mlp', 'network.hidden_dims'),
     ('mlp', 'network.hidden_dims / network.action_dim'),
+    ('actor.', 'network.actor_head / network.hidden_dims / network.action_dim'),
 )
 
 

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {'checkpoint': str(args.checkpoint), 'scene': args.scene,
               'agent': policy.config.agent, 'checkpoint_step': policy.checkpoint_step,
               'cem': {'samples': policy.cem.samples, 'iterations': policy.cem.iterations,
-                      'warm_start': policy.cem.warm_start},
+                      'warm_start': policy.cem.warm_start,
+                      'actor_proposal': policy.has_actor},
               **report}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'eval.json').write_text(json.dumps(report, indent=2))

@@ -48,6 +48,11 @@ class NetworkConfig:
     can be read off without looking at the goal (the copycat shortcut).'''
     action_dim: int = 5
     '''Length of the normalised action (see am_learning.conventions).'''
+    actor_head: bool = False
+    '''Q agents: also learn an actor pi(s, g), an MLP (hidden_dims) on the trunk's feature,
+    by DDPG+BC (TrainConfig.actor_bc_weight; OGBench's GCIQL extracts its policy so), and
+    start acting's CEM at its action (CEMConfig.proposal_std) instead of at zero or the
+    previous action. The actor trains on the detached feature, so Q learns as without it.'''
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,10 @@ class CEMConfig:
     '''Acting only: centre each control step's first Gaussian on the previous step's action
     for the same goal instead of on zero, so that action dimensions Q is indifferent to keep
     their value from step to step instead of being redrawn (a dithering gripper).'''
+    proposal_std: float = 0.2
+    '''Acting with an actor head (NetworkConfig.actor_head): the first Gaussian is centred on
+    the actor's action with this standard deviation, and the actor's action itself is scored
+    as a candidate; warm_start and init_std then do not apply.'''
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,10 @@ class TrainConfig:
     in-sample max of IQL and of OGBench's GCIQL (expectile 0.9). Measured on cube-single
     (tuning.md, session 21): 0.7 and 0.9 lift Q of random goals to that of goals a few steps
     ahead (0.72 and 0.87 at 8k updates, against 0.35), so nothing tells goals apart: 0.5.'''
+    actor_bc_weight: float = 1.0
+    '''With network.actor_head: alpha of the actor's DDPG+BC loss,
+    -Q(s, pi(s, g), g) / mean |Q| + alpha * 0.5 * |pi(s, g) - a|^2 over hindsight-goal
+    examples (OGBench's GCIQL uses 1.0 on manipulation). Large alpha makes the actor GCBC.'''
     gamma: float = 0.99
     '''Discount: Q(s, a, g) ~ gamma^(steps to reach g). 0.99 keeps goals 100-200 steps
     ahead distinguishable (0.99^100 = 0.37); 0.95 left Q of cube-single goals 50 steps
@@ -308,6 +321,8 @@ class TrainConfig:
             ('target_max', self.target_max in ('cem', 'sampled')),
             ('loss', self.loss in ('bce', 'mse')),
             ('td_expectile', 0.0 < self.td_expectile < 1.0),
+            ('network.actor_head', not (self.network.actor_head and self.agent == 'gcbc')),
+            ('actor_bc_weight', self.actor_bc_weight >= 0),
             ('gamma', 0.0 < self.gamma <= 1.0),
             ('polyak', 0.0 < self.polyak <= 1.0),
             ('batch_size', self.batch_size >= 1),
@@ -325,6 +340,7 @@ class TrainConfig:
             cem = getattr(self, cem_name)
             checks.append((f'{cem_name}.elites', 1 <= cem.elites <= cem.samples))
             checks.append((f'{cem_name}.iterations', cem.iterations >= 1))
+            checks.append((f'{cem_name}.proposal_std', cem.proposal_std > 0))
         for name, ok in checks:
             if not ok:
                 raise ValueError(f'invalid config value for {name}: {_get(self, name)!r}')

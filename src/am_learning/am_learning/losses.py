@@ -159,7 +159,7 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
         y = reward + gamma * (bootstrap * max_a Q'(s', a, g) + chain * Q'(s', a', g))
     where Q' is the target network and a' the dataset action at s' (= s_i for chain
     examples, the final transition of a cut with a random goal), and y = 0 for random-goal
-    negatives (all masks zero).
+    negatives (all masks zero). A network with an actor head adds its loss (actor_loss).
     '''
     feature = q_net.encode(batch.obs, batch.goal, batch.proprio)  # (B, F)
     logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]  # (B,)
@@ -188,7 +188,31 @@ def q_learning_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch,
             metrics['critic/max_negative_fraction'] = off_data.mean()
             loss = loss + cfg.relabel.negative_weight * push
     metrics['critic/loss'] = loss.detach()
+    if q_net.actor is not None:
+        loss = loss + actor_loss(q_net, feature, batch, cfg.actor_bc_weight, metrics)
     return loss, metrics
+
+
+def actor_loss(q_net: QNetwork, feature: torch.Tensor, batch: TensorBatch, bc_weight: float,
+               metrics: Metrics) -> torch.Tensor:
+    '''DDPG+BC for the actor head, over the hindsight-goal examples (goals the data reached):
+
+        -Q(s, pi, g) / mean Q + bc_weight * 0.5 * |pi - a|^2,   pi = actor(feature)
+
+    Only the actor learns from it: the feature is detached and Q's head is called with
+    detached weights, so the gradient reaches the actor through the action alone.'''
+    feature = feature.detach()
+    pi = q_net.propose(feature)
+    frozen = {name: w.detach() for name, w in q_net.head.named_parameters()}
+    logit = torch.func.functional_call(q_net.head, frozen, (feature, pi.unsqueeze(1)))[:, 0]
+    q = torch.sigmoid(logit.float())
+    weight = batch.hindsight
+    count = weight.sum().clamp(min=1.0)
+    q_mean = (weight * q).sum() / count
+    bc = (weight * 0.5 * ((pi.float() - batch.action) ** 2).sum(-1)).sum() / count
+    metrics['actor/q'] = q_mean.detach()
+    metrics['actor/bc_loss'] = bc.detach()
+    return -q_mean / q_mean.detach().clamp(min=1e-3) + bc_weight * bc
 
 
 def expectile_weight(q: torch.Tensor, target: torch.Tensor, expectile: float) -> torch.Tensor:

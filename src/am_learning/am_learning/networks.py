@@ -9,6 +9,8 @@ Image trunk (QT-Opt style, with the goal image stacked on the channels, as in th
 Head: the first layer is split as W [f; a] = W_f f + W_a a, so W_f f is computed once per
 state and each action costs one small matmul; then an MLP to one logit. sigmoid(logit) is
 Q(s, a, g) in [0, 1].
+Actor (optional, NetworkConfig.actor_head): an MLP from the same feature to an action,
+trained on the detached feature (losses.actor_loss); acting starts CEM at its action.
 '''
 
 import torch
@@ -107,14 +109,33 @@ class ActionHead(nn.Module):
         return self.mlp(torch.relu_(h)).squeeze(-1)
 
 
+def action_mlp(cfg: NetworkConfig) -> nn.Sequential:
+    '''MLP from a (B, trunk_dim) feature to a (B, A) action in [-1, 1] (tanh).'''
+    layers: list[nn.Module] = []
+    width = cfg.trunk_dim
+    for h in cfg.hidden_dims:
+        layers += [nn.Linear(width, h), _norm(cfg, h), nn.ReLU()]
+        width = h
+    layers += [nn.Linear(width, cfg.action_dim), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
 class QNetwork(nn.Module):
-    '''Q(s, a, g) = sigmoid(head(trunk(s, g), a)), for images or state vectors.'''
+    '''Q(s, a, g) = sigmoid(head(trunk(s, g), a)), for images or state vectors; with
+    `cfg.actor_head`, also an actor pi(s, g) on the same feature (`propose`).'''
 
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
         self.head = ActionHead(cfg)
+        self.actor = action_mlp(cfg) if cfg.actor_head else None
+
+    def propose(self, feature: torch.Tensor) -> torch.Tensor:
+        '''The actor's action (B, A) for features (B, F); the network must have an actor.'''
+        if self.actor is None:
+            raise RuntimeError('this Q-network has no actor head (network.actor_head)')
+        return self.actor(feature)
 
     def encode(self, obs: torch.Tensor, goal: torch.Tensor,
                proprio: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,13 +164,7 @@ class PolicyNetwork(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
-        layers: list[nn.Module] = []
-        width = cfg.trunk_dim
-        for h in cfg.hidden_dims:
-            layers += [nn.Linear(width, h), _norm(cfg, h), nn.ReLU()]
-            width = h
-        layers += [nn.Linear(width, cfg.action_dim), nn.Tanh()]
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = action_mlp(cfg)
 
     def encode(self, obs: torch.Tensor, goal: torch.Tensor,
                proprio: torch.Tensor | None = None) -> torch.Tensor:

@@ -98,6 +98,11 @@ class GoalReachingPolicy:
     def is_q_function(self) -> bool:
         return isinstance(self.network, QNetwork)
 
+    @property
+    def has_actor(self) -> bool:
+        '''A Q-network with an actor head: CEM starts at the actor's action.'''
+        return self.is_q_function and self.network.actor is not None
+
     def _obs_tensor(self, name: str, value: np.ndarray) -> torch.Tensor:
         if self.uses_images:
             image = resize_image(_check_image(name, value), self.image_size)
@@ -137,7 +142,8 @@ class GoalReachingPolicy:
 
     @torch.no_grad()
     def act(self, observation: np.ndarray, proprio: np.ndarray | None) -> PolicyStep:
-        '''The greedy action for the current goal (CEM over Q; GCBC: the network's output).'''
+        '''The greedy action for the current goal: CEM over Q (started at the actor's action
+        where the network has an actor head); GCBC: the network's output.'''
         goal = self._require_goal()
         obs = self._obs_tensor('observation', observation)
         prop = self._proprio_tensor(proprio)
@@ -150,9 +156,18 @@ class GoalReachingPolicy:
         def score(actions: torch.Tensor) -> torch.Tensor:
             return self.network.logits(feature, actions)
 
-        init_mean = self._previous_action if self.cem.warm_start else None
-        action, logit = cem_maximize(score, 1, self.action_dim, self.cem, self.generator,
-                                     self.device, init_mean=init_mean)
+        if self.has_actor:  # CEM around the actor's action, which competes too
+            proposal = self.network.propose(feature)  # (1, A)
+            cem = replace(self.cem, init_std=self.cem.proposal_std)
+            action, logit = cem_maximize(score, 1, self.action_dim, cem, self.generator,
+                                         self.device, init_mean=proposal)
+            proposal_logit = score(proposal.unsqueeze(1))[:, 0]
+            if proposal_logit[0] > logit[0]:
+                action, logit = proposal, proposal_logit
+        else:
+            init_mean = self._previous_action if self.cem.warm_start else None
+            action, logit = cem_maximize(score, 1, self.action_dim, self.cem, self.generator,
+                                         self.device, init_mean=init_mean)
         self._previous_action = action
         return PolicyStep(action=action[0].cpu().numpy().astype(np.float32),
                           q_value=float(torch.sigmoid(logit[0])))

@@ -171,6 +171,11 @@ class Trainer:
         self.gatherer = ObservationGatherer(dataset, config.network.observation, self.device)
         self.use_graph = (self.device.type == 'cuda' and config.cuda_graphs
                           and config.task_weight == 0 and self.gatherer.resident)
+        actor = getattr(self.net, 'actor', None)
+        actor_ids = {id(p) for p in actor.parameters()} if actor is not None else set()
+        self._clip_groups = [[p for p in self.net.parameters() if id(p) not in actor_ids]]
+        if actor is not None:
+            self._clip_groups.append(list(actor.parameters()))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay, foreach=True,
                                            capturable=self.use_graph)
@@ -361,9 +366,11 @@ class Trainer:
                 loss, metrics = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.grad_clip > 0:
+        if cfg.grad_clip > 0:  # the actor head apart, so that it never rescales Q's step
             metrics['optim/grad_norm'] = torch.nn.utils.clip_grad_norm_(
-                self.net.parameters(), cfg.grad_clip)
+                self._clip_groups[0], cfg.grad_clip)
+            for group in self._clip_groups[1:]:
+                torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
         self.optimizer.step()
         if self.target is not None:
             with torch.no_grad():

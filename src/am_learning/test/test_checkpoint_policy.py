@@ -183,7 +183,8 @@ def test_a_config_that_does_not_fit_the_weights_names_the_field(tiny: Path,
     for field, value, expect in [('trunk_dim', 128, 'network.trunk_dim'),
                                  ('image_size', 64, 'network.image_size'),
                                  ('conv_channels', [16, 32, 64], 'network.conv_channels'),
-                                 ('hidden_dims', [32], 'network.hidden_dims')]:
+                                 ('hidden_dims', [32], 'network.hidden_dims'),
+                                 ('actor_head', True, 'network.actor_head')]:
         bad = copy_checkpoint(tiny, tmp_path / f'bad_{field}')
         meta = json.loads((bad / 'checkpoint.json').read_text())
         meta['config']['network'][field] = value

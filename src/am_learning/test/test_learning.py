@@ -145,12 +145,13 @@ def test_a_td_expectile_outside_0_1_or_a_non_boolean_max_action_negative_is_refu
         tiny_config('state').with_overrides({'relabel.max_action_negative': 'yes'})
 
 
-def _step_net() -> QNetwork:
-    '''A state network whose logit is relu(20 a0): Q ~ 1 for a0 > 0, 0.5 below.'''
+def _step_net(actor: bool = False) -> QNetwork:
+    '''A state network whose logit is relu(20 a0): Q ~ 1 for a0 > 0, 0.5 below (the actor
+    head, if asked for, keeps its random initialisation).'''
     net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
-                                 trunk_dim=4, hidden_dims=(4,)))
+                                 trunk_dim=4, hidden_dims=(4,), actor_head=actor))
     with torch.no_grad():
-        for p in net.parameters():
+        for p in [*net.trunk.parameters(), *net.head.parameters()]:
             p.zero_()
         net.head.action_in.weight[0, 0] = 20.0  # hidden unit 0 = relu(20 a0)
         net.head.mlp[0].weight[0, 0] = 1.0  # logit = that unit
@@ -195,6 +196,56 @@ def test_max_action_negative_lowers_q_where_the_target_max_leaves_the_data(state
             assert diag['diag/q_offset_1'] > diag['diag/q_random_goal']
             assert 0 < row['critic/max_negative_fraction'] <= 1
     assert q_max[True] < q_max[False] - 0.05, q_max
+
+
+def test_the_actor_loss_climbs_q_or_clones_the_data_and_trains_the_actor_alone(
+        state_data) -> None:
+    batch = Trainer(tiny_config('state'), state_data).sample_batch(64)
+    batch = replace(batch, hindsight=torch.ones(64), action=torch.full((64, 5), -0.5))
+    feature = torch.zeros(64, 4).requires_grad_()
+    for bc_weight, check in ((0.0, lambda pi: (pi[:, 0] > 0.5).all()),  # Q ~ 1 for a0 > 0
+                             (10.0, lambda pi: (pi + 0.5).abs().max() < 0.05)):  # the data's
+        net = _step_net(actor=True)
+        optimizer = torch.optim.Adam(net.actor.parameters(), lr=0.05)
+        for _ in range(200):
+            optimizer.zero_grad()
+            loss = losses.actor_loss(net, feature, batch, bc_weight, {})
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            assert check(net.propose(feature)), (bc_weight, net.propose(feature)[0])
+        # The gradient reached neither Q's weights nor the feature (the trunk).
+        assert all(p.grad is None for p in [*net.trunk.parameters(), *net.head.parameters()])
+        assert feature.grad is None
+
+
+def test_an_actor_head_leaves_q_training_unchanged_and_proposes_goal_reaching_actions(
+        state_data, tmp_path) -> None:
+    nets = {}
+    for actor in (False, True):
+        cfg = tiny_config('state', updates=600).with_overrides({'network.actor_head': actor})
+        trainer = Trainer(cfg, state_data)
+        row = trainer.train()
+        nets[actor] = trainer.net
+    with_actor = nets[True].state_dict()
+    for name, weight in nets[False].state_dict().items():  # Q bit for bit as without it
+        torch.testing.assert_close(with_actor[name], weight, rtol=0, atol=0)
+    assert row['actor/q'] > row['diag/q_data_action'], row  # above the data actions' Q
+    policy = GoalReachingPolicy.from_checkpoint(trainer.save(tmp_path / 'ckpt'))
+    assert policy.has_actor
+    assert success_rate(policy) >= 60
+    # The actor's own action, without CEM, reaches goals too.
+    policy.cem = replace(policy.cem, samples=1, elites=1, iterations=1, proposal_std=1e-6)
+    assert success_rate(policy) >= 50
+
+
+def test_an_actor_head_is_refused_for_gcbc_and_a_negative_bc_weight_too() -> None:
+    with pytest.raises(ValueError, match='actor_head'):
+        tiny_config('state', agent='gcbc').with_overrides({'network.actor_head': True}).validate()
+    with pytest.raises(ValueError, match='actor_bc_weight'):
+        tiny_config('state').with_overrides({'actor_bc_weight': -1.0}).validate()
+    with pytest.raises(ValueError, match='proposal_std'):
+        tiny_config('state').with_overrides({'act_cem.proposal_std': 0.0}).validate()
 
 
 def test_negative_actions_are_drawn_in_proportion_to_exp_q() -> None:
