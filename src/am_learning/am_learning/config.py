@@ -177,6 +177,10 @@ class TrainConfig:
     unless relabel.max_action_negative holds it down (tuning.md, session 21).'''
     target_samples: int = 16
     '''Uniform actions for target_max == `sampled`.'''
+    target_actor: bool = False
+    '''With network.actor_head: the target network's actor action at s' is a candidate of
+    the TD target's max too (TD3+BC's target, where the BC term keeps the actor near the
+    data), a max that the sampled one, being mostly the data's next action, is not.'''
     loss: Literal['bce', 'mse'] = 'bce'
     '''Q regression loss. `bce`: cross-entropy between sigmoid(Q) and the target in [0, 1]
     (the house choice, ARCHITECTURE.md: Q is a reaching probability, and cross-entropy keeps
@@ -322,6 +326,7 @@ class TrainConfig:
             ('loss', self.loss in ('bce', 'mse')),
             ('td_expectile', 0.0 < self.td_expectile < 1.0),
             ('network.actor_head', not (self.network.actor_head and self.agent == 'gcbc')),
+            ('target_actor', not self.target_actor or self.network.actor_head),
             ('actor_bc_weight', self.actor_bc_weight >= 0),
             ('gamma', 0.0 < self.gamma <= 1.0),
             ('polyak', 0.0 < self.polyak <= 1.0),

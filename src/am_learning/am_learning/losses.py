@@ -32,8 +32,9 @@ def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.T
                cfg: TrainConfig, generator: torch.Generator,
                data: torch.Tensor | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples + the dataset action;
-    with the action that gave it (B, A) and where that is not the dataset action (B,) bool.
+    '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples, with the dataset
+    action (and, with cfg.target_actor, the actor's action) as candidates too; with the action
+    that gave it (B, A) and where that is not the dataset action (B,) bool.
     `data`: the dataset action's float logit (B,), computed here unless given.'''
     batch, dim = next_action.shape
     if data is None:
@@ -42,19 +43,24 @@ def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.T
         def score(actions: torch.Tensor) -> torch.Tensor:
             return target_net.logits(feature, actions)
 
-        best_action, best = cem_maximize(score, batch, dim, cfg.target_cem, generator,
-                                         feature.device)
-        # CEM may miss the dataset's own next action: include it, as QT-Opt's CEM seeds do.
-        beats_data = best.float() > data
-        return (torch.sigmoid(torch.maximum(best.float(), data)),
-                torch.where(beats_data[:, None], best_action, next_action), beats_data)
-    uniform = torch.rand(batch, cfg.target_samples, dim, device=feature.device,
-                         generator=generator) * 2 - 1
-    scores = torch.cat([target_net.logits(feature, uniform).float(), data[:, None]], dim=1)
-    best, pick = scores.max(dim=1)
-    actions = torch.cat([uniform, next_action.unsqueeze(1)], dim=1)  # (B, K+1, A)
-    best_action = actions.gather(1, pick[:, None, None].expand(-1, 1, dim))[:, 0]
-    return torch.sigmoid(best), best_action, pick < cfg.target_samples
+        found_action, found = cem_maximize(score, batch, dim, cfg.target_cem, generator,
+                                           feature.device)
+        found = found.float()
+    else:
+        uniform = torch.rand(batch, cfg.target_samples, dim, device=feature.device,
+                             generator=generator) * 2 - 1
+        found, pick = target_net.logits(feature, uniform).float().max(dim=1)
+        found_action = uniform.gather(1, pick[:, None, None].expand(-1, 1, dim))[:, 0]
+    if cfg.target_actor:
+        proposal = target_net.propose(feature).float()
+        scored = target_net.logits(feature, proposal.unsqueeze(1))[:, 0].float()
+        better = scored > found
+        found = torch.where(better, scored, found)
+        found_action = torch.where(better[:, None], proposal, found_action)
+    # The search may miss the dataset's own next action: include it, as QT-Opt's CEM seeds do.
+    beats_data = found > data
+    return (torch.sigmoid(torch.maximum(found, data)),
+            torch.where(beats_data[:, None], found_action, next_action), beats_data)
 
 
 def sample_negative_actions(q_net: QNetwork, feature: torch.Tensor, num: int,

@@ -175,6 +175,25 @@ def test_target_max_names_the_action_that_gave_it(how) -> None:
     assert value.min().item() == pytest.approx(torch.sigmoid(torch.tensor(20.0)).item())
 
 
+def test_target_actor_puts_the_actors_action_into_the_target_max() -> None:
+    net = _step_net(actor=True)
+    with torch.no_grad():  # the actor proposes a0 = tanh(2) = 0.96 everywhere: Q ~ 1
+        for w in net.actor.parameters():
+            w.zero_()
+        net.actor[-2].bias[0] = 2.0
+    feature = torch.zeros(64, 4)
+    backwards = torch.full((64, 5), -0.5)  # the data's next action: Q 0.5
+    gen = torch.Generator().manual_seed(0)
+    one_sample = {'target_samples': 1, 'network.actor_head': True}
+    cfg = tiny_config('state').with_overrides(one_sample)
+    value = losses.target_max(net, feature, backwards, cfg, gen)[0]
+    assert value.min().item() == pytest.approx(0.5)  # one uniform sample often misses a0 > 0
+    cfg = cfg.with_overrides({'target_actor': True})
+    value, action, off_data = losses.target_max(net, feature, backwards, cfg, gen)
+    assert off_data.all() and (action[:, 0] > 0.9).all()
+    assert value.min().item() >= torch.sigmoid(torch.tensor(20 * 0.96)).item() - 1e-6
+
+
 def test_max_action_negative_lowers_q_where_the_target_max_leaves_the_data(state_data) -> None:
     '''With the paper's CEM max, Q of the maximiser for random goals comes down when the
     maximiser is pushed to 0; near goals stay above random ones.'''
@@ -244,6 +263,8 @@ def test_an_actor_head_is_refused_for_gcbc_and_a_negative_bc_weight_too() -> Non
         tiny_config('state', agent='gcbc').with_overrides({'network.actor_head': True}).validate()
     with pytest.raises(ValueError, match='actor_bc_weight'):
         tiny_config('state').with_overrides({'actor_bc_weight': -1.0}).validate()
+    with pytest.raises(ValueError, match='target_actor'):
+        tiny_config('state').with_overrides({'target_actor': True}).validate()
     with pytest.raises(ValueError, match='proposal_std'):
         tiny_config('state').with_overrides({'act_cem.proposal_std': 0.0}).validate()
 
