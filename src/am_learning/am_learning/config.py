@@ -52,7 +52,9 @@ class NetworkConfig:
     '''Q agents: also learn an actor pi(s, g), an MLP (hidden_dims) on the trunk's feature,
     by DDPG+BC (TrainConfig.actor_bc_weight; OGBench's GCIQL extracts its policy so), and
     start acting's CEM at its action (CEMConfig.proposal_std) instead of at zero or the
-    previous action. The actor trains on the detached feature, so Q learns as without it.'''
+    previous action. The actor trains on the detached feature, so Q learns as without it.
+    Measured on cube-single (tuning.md, session 22; the same Q-functions acted on both ways):
+    3.5% against 6.5% for warm-started CEM from zero, the actor alone 3%: off.'''
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,9 @@ class TrainConfig:
     target_actor: bool = False
     '''With network.actor_head: the target network's actor action at s' is a candidate of
     the TD target's max too (TD3+BC's target, where the BC term keeps the actor near the
-    data), a max that the sampled one, being mostly the data's next action, is not.'''
+    data), a max that the sampled one, being mostly the data's next action, is not. Measured
+    on cube-single (tuning.md, session 22): Q of random goals climbs to that of goals one step
+    ahead within 4k updates (0.81 against 0.83), as with the plain CEM max: off.'''
     loss: Literal['bce', 'mse'] = 'bce'
     '''Q regression loss. `bce`: cross-entropy between sigmoid(Q) and the target in [0, 1]
     (the house choice, ARCHITECTURE.md: Q is a reaching probability, and cross-entropy keeps
