@@ -93,6 +93,7 @@ def test_am_eval_point_world(tiny: Path, tmp_path: Path, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     report = json.loads((out / 'eval.json').read_text())
     assert report['cem']['warm_start'] is False  # the default acts warm
+    assert report['cem']['actor_proposal'] is False  # no actor head by default
     assert report['rollouts'] == 3 and len(report['rollout_details']) == 3
     solved = [r['success'] for r in report['rollout_details']]
     assert summary['success_pct']['reach'] == pytest.approx(100 * np.mean(solved))
