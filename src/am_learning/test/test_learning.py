@@ -222,11 +222,18 @@ def test_the_actor_loss_climbs_q_or_clones_the_data_and_trains_the_actor_alone(
     batch = Trainer(tiny_config('state'), state_data).sample_batch(64)
     batch = replace(batch, hindsight=torch.ones(64), action=torch.full((64, 5), -0.5))
     feature = torch.zeros(64, 4).requires_grad_()
-    for bc_weight, check in ((0.0, lambda pi: (pi[:, 0] > 0.5).all()),  # Q ~ 1 for a0 > 0
-                             (10.0, lambda pi: (pi + 0.5).abs().max() < 0.05)):  # the data's
+    # The actor starts at a constant action with a0 = tanh(start) (its other weights zero):
+    # just inside Q's slope for climbing, below it (Q flat at 0.5) for cloning.
+    for bc_weight, start, check in (
+            (0.0, 0.05, lambda pi: (pi[:, 0] > 0.5).all()),  # Q ~ 1 for a0 > 0
+            (10.0, -0.2, lambda pi: (pi + 0.5).abs().max() < 0.05)):  # the data's action
         net = _step_net(actor=True)
+        with torch.no_grad():
+            for w in net.actor.parameters():
+                w.zero_()
+            net.actor[-2].bias[0] = start
         optimizer = torch.optim.Adam(net.actor.parameters(), lr=0.05)
-        for _ in range(200):
+        for _ in range(400):
             optimizer.zero_grad()
             loss = losses.actor_loss(net, feature, batch, bc_weight, {})
             loss.backward()
