@@ -172,6 +172,7 @@ _SHAPE_FIELDS = (
     ('head.mlp', 'network.hidden_dims'),
     ('mlp', 'network.hidden_dims / network.action_dim'),
     ('actor.', 'network.actor_head / network.hidden_dims / network.action_dim'),
+    ('actor_trunk.', 'network.actor_trunk / network.actor_head'),
 )
 
 

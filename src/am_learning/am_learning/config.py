@@ -55,6 +55,11 @@ class NetworkConfig:
     previous action. The actor trains on the detached feature, so Q learns as without it.
     Measured on cube-single (tuning.md, session 22; the same Q-functions acted on both ways):
     3.5% against 6.5% for warm-started CEM from zero, the actor alone 3%: off.'''
+    actor_trunk: bool = False
+    '''With actor_head: the actor reads (s, g) through a trunk of its own (the same shape as
+    Q's) instead of Q's detached feature, so that imitation shapes its feature; with a large
+    TrainConfig.actor_bc_weight it is a GCBC network inside the Q-network. Costs a second
+    trunk's forward and backward per update.'''
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,7 @@ class TrainConfig:
             ('td_expectile', 0.0 < self.td_expectile < 1.0),
             ('network.actor_head', not (self.network.actor_head and self.agent == 'gcbc')),
             ('target_actor', not self.target_actor or self.network.actor_head),
+            ('network.actor_trunk', not self.network.actor_trunk or self.network.actor_head),
             ('actor_bc_weight', self.actor_bc_weight >= 0),
             ('gamma', 0.0 < self.gamma <= 1.0),
             ('polyak', 0.0 < self.polyak <= 1.0),

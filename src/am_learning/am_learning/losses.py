@@ -31,11 +31,13 @@ def q_regression(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch
 def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.Tensor,
                cfg: TrainConfig, generator: torch.Generator,
                data: torch.Tensor | None = None,
+               inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     '''max_a Q_target(s', a, g) (B,), by CEM or over uniform samples, with the dataset
     action (and, with cfg.target_actor, the actor's action) as candidates too; with the action
     that gave it (B, A) and where that is not the dataset action (B,) bool.
-    `data`: the dataset action's float logit (B,), computed here unless given.'''
+    `data`: the dataset action's float logit (B,), computed here unless given; `inputs`:
+    (s', g, proprio'), which an actor with a trunk of its own reads.'''
     batch, dim = next_action.shape
     if data is None:
         data = target_net.logits(feature, next_action.unsqueeze(1))[:, 0].float()
@@ -52,7 +54,7 @@ def target_max(target_net: QNetwork, feature: torch.Tensor, next_action: torch.T
         found, pick = target_net.logits(feature, uniform).float().max(dim=1)
         found_action = uniform.gather(1, pick[:, None, None].expand(-1, 1, dim))[:, 0]
     if cfg.target_actor:
-        proposal = target_net.propose(feature).float()
+        proposal = target_net.propose(feature, *(inputs or ())).float()
         scored = target_net.logits(feature, proposal.unsqueeze(1))[:, 0].float()
         better = scored > found
         found = torch.where(better, scored, found)
@@ -124,8 +126,9 @@ def td_targets_and_max(target_net: QNetwork, batch: TensorBatch, cfg: TrainConfi
     action is not the dataset's and the target bootstraps from it.'''
     next_feature = target_net.encode(batch.next_obs, batch.goal, batch.next_proprio)
     data = target_net.logits(next_feature, batch.next_action.unsqueeze(1))[:, 0].float()
-    v_max, max_action, beats_data = target_max(target_net, next_feature, batch.next_action,
-                                               cfg, generator, data)
+    v_max, max_action, beats_data = target_max(
+        target_net, next_feature, batch.next_action, cfg, generator, data,
+        (batch.next_obs, batch.goal, batch.next_proprio))
     # The chained goal's reward at s_i is Q_target(s_i, a_i, g), a_i the dataset action.
     q_data = torch.sigmoid(data)
     y = batch.reward + cfg.gamma * (batch.bootstrap * v_max + batch.chain * q_data)
@@ -205,10 +208,11 @@ def actor_loss(q_net: QNetwork, feature: torch.Tensor, batch: TensorBatch, bc_we
 
         -Q(s, pi, g) / mean Q + bc_weight * 0.5 * |pi - a|^2,   pi = actor(feature)
 
-    Only the actor learns from it: the feature is detached and Q's head is called with
-    detached weights, so the gradient reaches the actor through the action alone.'''
+    (pi = actor(own trunk(s, g)) for an actor with a trunk of its own.) Only the actor learns
+    from it: Q's feature is detached and Q's head is called with detached weights, so the
+    gradient reaches the actor through the action alone.'''
     feature = feature.detach()
-    pi = q_net.propose(feature)
+    pi = q_net.propose(feature, batch.obs, batch.goal, batch.proprio)
     frozen = {name: w.detach() for name, w in q_net.head.named_parameters()}
     logit = torch.func.functional_call(q_net.head, frozen, (feature, pi.unsqueeze(1)))[:, 0]
     q = torch.sigmoid(logit.float())
@@ -272,7 +276,8 @@ def task_loss(q_net: QNetwork, target_net: QNetwork, batch: TensorBatch, task_go
     logit = q_net.logits(feature, batch.action.unsqueeze(1))[:, 0]
     with torch.no_grad():
         next_feature = target_net.encode(batch.next_obs, goal, batch.next_proprio)
-        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator)[0]
+        v_max = target_max(target_net, next_feature, batch.next_action, cfg, generator,
+                           inputs=(batch.next_obs, goal, batch.next_proprio))[0]
         y = (batch.reward + cfg.gamma * (1.0 - batch.reward) * v_max).clamp_(0.0, 1.0)
     td = q_regression(logit, y, cfg.loss).mean()
     metrics = {'task/td_loss': td.detach(),

@@ -10,7 +10,8 @@ Head: the first layer is split as W [f; a] = W_f f + W_a a, so W_f f is computed
 state and each action costs one small matmul; then an MLP to one logit. sigmoid(logit) is
 Q(s, a, g) in [0, 1].
 Actor (optional, NetworkConfig.actor_head): an MLP from the same feature to an action,
-trained on the detached feature (losses.actor_loss); acting starts CEM at its action.
+trained on the detached feature (losses.actor_loss), or from a trunk of its own
+(NetworkConfig.actor_trunk); acting starts CEM at its action.
 '''
 
 import torch
@@ -120,21 +121,42 @@ def action_mlp(cfg: NetworkConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def make_trunk(cfg: NetworkConfig) -> ImageTrunk | StateTrunk:
+    '''The trunk for the config's observation kind.'''
+    return ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
+
+
 class QNetwork(nn.Module):
     '''Q(s, a, g) = sigmoid(head(trunk(s, g), a)), for images or state vectors; with
-    `cfg.actor_head`, also an actor pi(s, g) on the same feature (`propose`).'''
+    `cfg.actor_head`, also an actor pi(s, g) (`propose`), on the same feature or, with
+    `cfg.actor_trunk`, on a trunk of its own.'''
 
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
+        self.trunk = make_trunk(cfg)
         self.head = ActionHead(cfg)
+        # Built after Q's own modules, so that Q's initial weights do not depend on them.
         self.actor = action_mlp(cfg) if cfg.actor_head else None
+        self.actor_trunk = make_trunk(cfg) if cfg.actor_head and cfg.actor_trunk else None
 
-    def propose(self, feature: torch.Tensor) -> torch.Tensor:
-        '''The actor's action (B, A) for features (B, F); the network must have an actor.'''
+    def actor_parameters(self) -> list[nn.Parameter]:
+        '''The actor's weights (its trunk's included): those Q's loss never touches.'''
+        modules = [m for m in (self.actor, self.actor_trunk) if m is not None]
+        return [p for m in modules for p in m.parameters()]
+
+    def propose(self, feature: torch.Tensor, obs: torch.Tensor | None = None,
+                goal: torch.Tensor | None = None,
+                proprio: torch.Tensor | None = None) -> torch.Tensor:
+        '''The actor's action (B, A): from Q's features (B, F), or, for an actor with a trunk
+        of its own, from (obs, goal, proprio). The network must have an actor.'''
         if self.actor is None:
             raise RuntimeError('this Q-network has no actor head (network.actor_head)')
+        if self.actor_trunk is not None:
+            if obs is None or goal is None:
+                raise ValueError('this actor reads its own trunk (network.actor_trunk): '
+                                 'propose() needs obs and goal')
+            feature = self.actor_trunk(obs, goal, proprio)
         return self.actor(feature)
 
     def encode(self, obs: torch.Tensor, goal: torch.Tensor,
@@ -152,8 +174,10 @@ class QNetwork(nn.Module):
         return self.logits(self.encode(obs, goal, proprio), action.unsqueeze(1)).squeeze(1)
 
     def set_channels_last(self, enabled: bool) -> None:
+        for trunk in (self.trunk, self.actor_trunk):
+            if isinstance(trunk, ImageTrunk):
+                trunk.channels_last = enabled
         if isinstance(self.trunk, ImageTrunk):
-            self.trunk.channels_last = enabled
             self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
 
@@ -163,7 +187,7 @@ class PolicyNetwork(nn.Module):
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.trunk = ImageTrunk(cfg) if cfg.observation == 'image' else StateTrunk(cfg)
+        self.trunk = make_trunk(cfg)
         self.mlp = action_mlp(cfg)
 
     def encode(self, obs: torch.Tensor, goal: torch.Tensor,

@@ -157,7 +157,7 @@ class GoalReachingPolicy:
             return self.network.logits(feature, actions)
 
         if self.has_actor:  # CEM around the actor's action, which competes too
-            proposal = self.network.propose(feature)  # (1, A)
+            proposal = self.network.propose(feature, obs, goal, prop)  # (1, A)
             cem = replace(self.cem, init_std=self.cem.proposal_std)
             action, logit = cem_maximize(score, 1, self.action_dim, cem, self.generator,
                                          self.device, init_mean=proposal)

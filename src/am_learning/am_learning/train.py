@@ -171,11 +171,11 @@ class Trainer:
         self.gatherer = ObservationGatherer(dataset, config.network.observation, self.device)
         self.use_graph = (self.device.type == 'cuda' and config.cuda_graphs
                           and config.task_weight == 0 and self.gatherer.resident)
-        actor = getattr(self.net, 'actor', None)
-        actor_ids = {id(p) for p in actor.parameters()} if actor is not None else set()
+        actor = self.net.actor_parameters() if self.is_q else []
+        actor_ids = {id(p) for p in actor}
         self._clip_groups = [[p for p in self.net.parameters() if id(p) not in actor_ids]]
-        if actor is not None:
-            self._clip_groups.append(list(actor.parameters()))
+        if actor:
+            self._clip_groups.append(actor)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay, foreach=True,
                                            capturable=self.use_graph)

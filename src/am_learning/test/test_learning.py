@@ -145,11 +145,12 @@ def test_a_td_expectile_outside_0_1_or_a_non_boolean_max_action_negative_is_refu
         tiny_config('state').with_overrides({'relabel.max_action_negative': 'yes'})
 
 
-def _step_net(actor: bool = False) -> QNetwork:
+def _step_net(actor: bool = False, own_trunk: bool = False) -> QNetwork:
     '''A state network whose logit is relu(20 a0): Q ~ 1 for a0 > 0, 0.5 below (the actor
     head, if asked for, keeps its random initialisation).'''
     net = QNetwork(NetworkConfig(observation='state', state_dim=2, proprio_dim=0,
-                                 trunk_dim=4, hidden_dims=(4,), actor_head=actor))
+                                 trunk_dim=4, hidden_dims=(4,), actor_head=actor,
+                                 actor_trunk=own_trunk))
     with torch.no_grad():
         for p in [*net.trunk.parameters(), *net.head.parameters()]:
             p.zero_()
@@ -175,21 +176,28 @@ def test_target_max_names_the_action_that_gave_it(how) -> None:
     assert value.min().item() == pytest.approx(torch.sigmoid(torch.tensor(20.0)).item())
 
 
-def test_target_actor_puts_the_actors_action_into_the_target_max() -> None:
-    net = _step_net(actor=True)
+@pytest.mark.parametrize('own_trunk', [False, True])
+def test_target_actor_puts_the_actors_action_into_the_target_max(own_trunk) -> None:
+    net = _step_net(actor=True, own_trunk=own_trunk)
     with torch.no_grad():  # the actor proposes a0 = tanh(2) = 0.96 everywhere: Q ~ 1
         for w in net.actor.parameters():
             w.zero_()
         net.actor[-2].bias[0] = 2.0
     feature = torch.zeros(64, 4)
+    inputs = (torch.zeros(64, 2), torch.zeros(64, 2), None)  # s', g for the actor's trunk
     backwards = torch.full((64, 5), -0.5)  # the data's next action: Q 0.5
     gen = torch.Generator().manual_seed(0)
-    one_sample = {'target_samples': 1, 'network.actor_head': True}
+    one_sample = {'target_samples': 1, 'network.actor_head': True,
+                  'network.actor_trunk': own_trunk}
     cfg = tiny_config('state').with_overrides(one_sample)
     value = losses.target_max(net, feature, backwards, cfg, gen)[0]
     assert value.min().item() == pytest.approx(0.5)  # one uniform sample often misses a0 > 0
     cfg = cfg.with_overrides({'target_actor': True})
-    value, action, off_data = losses.target_max(net, feature, backwards, cfg, gen)
+    if own_trunk:
+        with pytest.raises(ValueError, match='actor_trunk'):  # it cannot read Q's feature
+            losses.target_max(net, feature, backwards, cfg, gen)
+    value, action, off_data = losses.target_max(net, feature, backwards, cfg, gen,
+                                                inputs=inputs)
     assert off_data.all() and (action[:, 0] > 0.9).all()
     assert value.min().item() >= torch.sigmoid(torch.tensor(20 * 0.96)).item() - 1e-6
 
@@ -245,17 +253,20 @@ def test_the_actor_loss_climbs_q_or_clones_the_data_and_trains_the_actor_alone(
         assert feature.grad is None
 
 
+@pytest.mark.parametrize('own_trunk', [False, True])
 def test_an_actor_head_leaves_q_training_unchanged_and_proposes_goal_reaching_actions(
-        state_data, tmp_path) -> None:
+        state_data, tmp_path, own_trunk) -> None:
     nets = {}
     for actor in (False, True):
-        cfg = tiny_config('state', updates=600).with_overrides({'network.actor_head': actor})
+        cfg = tiny_config('state', updates=600).with_overrides(
+            {'network.actor_head': actor, 'network.actor_trunk': actor and own_trunk})
         trainer = Trainer(cfg, state_data)
         row = trainer.train()
         nets[actor] = trainer.net
     with_actor = nets[True].state_dict()
     for name, weight in nets[False].state_dict().items():  # Q bit for bit as without it
         torch.testing.assert_close(with_actor[name], weight, rtol=0, atol=0)
+    assert (nets[True].actor_trunk is not None) == own_trunk
     assert row['actor/q'] > row['diag/q_data_action'], row  # above the data actions' Q
     policy = GoalReachingPolicy.from_checkpoint(trainer.save(tmp_path / 'ckpt'))
     assert policy.has_actor
@@ -272,6 +283,8 @@ def test_an_actor_head_is_refused_for_gcbc_and_a_negative_bc_weight_too() -> Non
         tiny_config('state').with_overrides({'actor_bc_weight': -1.0}).validate()
     with pytest.raises(ValueError, match='target_actor'):
         tiny_config('state').with_overrides({'target_actor': True}).validate()
+    with pytest.raises(ValueError, match='actor_trunk'):
+        tiny_config('state').with_overrides({'network.actor_trunk': True}).validate()
     with pytest.raises(ValueError, match='proposal_std'):
         tiny_config('state').with_overrides({'act_cem.proposal_std': 0.0}).validate()
 
