@@ -2,7 +2,7 @@
 
     am-eval CHECKPOINT [--scene cube-single] [--tasks all|1,3] [--reach 10]
             [--episodes-per-task 2] [--max-steps 200] [--stop success|policy|time]
-            [--out eval/]
+            [--no-actor] [--out eval/]
 
 Writes OUT/eval.json (success per task in percent, per-rollout details) and
 OUT/filmstrip.png (the first rollouts next to their goal images), and prints the summary.
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--cem-warm-start', action=argparse.BooleanOptionalAction, default=None,
                    help="start each step's CEM search at the previous action (default: the "
                         "checkpoint's act_cem.warm_start)")
+    p.add_argument('--actor', action=argparse.BooleanOptionalAction, default=True,
+                   help="with an actor head (network.actor_head): start CEM at the actor's "
+                        'action; --no-actor acts as if the checkpoint had none')
     p.add_argument('--filmstrips', type=int, default=4, help='rollouts shown in the filmstrip')
     p.add_argument('--device', default='cpu', help='cpu or cuda')
     p.add_argument('--out', type=Path, default=Path('eval'), help='output folder')
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = GoalReachingPolicy.from_checkpoint(
             args.checkpoint, args.device, cem_samples=args.cem_samples,
             cem_iterations=args.cem_iterations, cem_warm_start=args.cem_warm_start,
-            seed=args.seed)
+            use_actor=args.actor, seed=args.seed)
         if args.scene == 'point-world':
             from am_learning.testing import PointWorld
             scene = PointWorld(policy.image_size, seed=args.seed)

@@ -52,7 +52,8 @@ class GoalReachingPolicy:
 
     def __init__(self, checkpoint: Checkpoint, device: str = 'cpu', *,
                  cem_samples: int | None = None, cem_iterations: int | None = None,
-                 cem_warm_start: bool | None = None, seed: int = 0) -> None:
+                 cem_warm_start: bool | None = None, use_actor: bool = True,
+                 seed: int = 0) -> None:
         self.config: TrainConfig = checkpoint.config
         self.device = torch.device(device)
         self.network = checkpoint.network.to(self.device).float().eval()
@@ -68,6 +69,8 @@ class GoalReachingPolicy:
         if cem.samples < 1 or cem.iterations < 1:
             raise ValueError('cem_samples and cem_iterations must be >= 1')
         self.cem = cem
+        self.use_actor = use_actor
+        '''With an actor head: start CEM at its action (False: act as without the head).'''
         self.checkpoint_step = checkpoint.step
         self.code_version = checkpoint.code_version
         net = self.config.network
@@ -84,11 +87,12 @@ class GoalReachingPolicy:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = 'cpu', *,
                         cem_samples: int | None = None, cem_iterations: int | None = None,
-                        cem_warm_start: bool | None = None,
+                        cem_warm_start: bool | None = None, use_actor: bool = True,
                         seed: int = 0) -> 'GoalReachingPolicy':
         '''Load a checkpoint folder; CheckpointError if it is missing, corrupt or mismatched.'''
         return cls(load_checkpoint(path, device=device), device, cem_samples=cem_samples,
-                   cem_iterations=cem_iterations, cem_warm_start=cem_warm_start, seed=seed)
+                   cem_iterations=cem_iterations, cem_warm_start=cem_warm_start,
+                   use_actor=use_actor, seed=seed)
 
     @property
     def has_goal(self) -> bool:
@@ -100,8 +104,8 @@ class GoalReachingPolicy:
 
     @property
     def has_actor(self) -> bool:
-        '''A Q-network with an actor head: CEM starts at the actor's action.'''
-        return self.is_q_function and self.network.actor is not None
+        '''A Q-network with an actor head, acting with it: CEM starts at the actor's action.'''
+        return self.use_actor and self.is_q_function and self.network.actor is not None
 
     def _obs_tensor(self, name: str, value: np.ndarray) -> torch.Tensor:
         if self.uses_images:

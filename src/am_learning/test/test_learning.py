@@ -256,19 +256,27 @@ def test_the_actor_loss_climbs_q_or_clones_the_data_and_trains_the_actor_alone(
 @pytest.mark.parametrize('own_trunk', [False, True])
 def test_an_actor_head_leaves_q_training_unchanged_and_proposes_goal_reaching_actions(
         state_data, tmp_path, own_trunk) -> None:
-    nets = {}
+    nets, paths = {}, {}
     for actor in (False, True):
         cfg = tiny_config('state', updates=600).with_overrides(
             {'network.actor_head': actor, 'network.actor_trunk': actor and own_trunk})
         trainer = Trainer(cfg, state_data)
         row = trainer.train()
         nets[actor] = trainer.net
+        paths[actor] = trainer.save(tmp_path / f'ckpt_{actor}')
     with_actor = nets[True].state_dict()
     for name, weight in nets[False].state_dict().items():  # Q bit for bit as without it
         torch.testing.assert_close(with_actor[name], weight, rtol=0, atol=0)
     assert (nets[True].actor_trunk is not None) == own_trunk
     assert row['actor/q'] > row['diag/q_data_action'], row  # above the data actions' Q
-    policy = GoalReachingPolicy.from_checkpoint(trainer.save(tmp_path / 'ckpt'))
+    # Told not to use it, the checkpoint acts exactly as the one trained without the head.
+    ignored = GoalReachingPolicy.from_checkpoint(paths[True], use_actor=False)
+    assert not ignored.has_actor
+    rollouts = [evaluate(p, PointWorld(32), eval_tasks=[], reach_tasks=5, max_steps=10,
+                         seed=3, filmstrips=0)['rollout_details']
+                for p in (ignored, GoalReachingPolicy.from_checkpoint(paths[False]))]
+    np.testing.assert_equal(rollouts[0], rollouts[1])  # NaN fields equal too
+    policy = GoalReachingPolicy.from_checkpoint(paths[True])
     assert policy.has_actor
     assert success_rate(policy) >= 60
     # The actor's own action, without CEM, reaches goals too.
