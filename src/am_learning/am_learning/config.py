@@ -60,9 +60,9 @@ class NetworkConfig:
     Q's) instead of Q's detached feature, so that imitation shapes its feature; with a large
     TrainConfig.actor_bc_weight it is a GCBC network inside the Q-network. Costs a second
     trunk's forward and backward per update. Measured on cube-single (tuning.md, session 23;
-    the same Q-functions, 400 rollouts each): the actor imitates as GCBC does (BC loss 0.14
-    against 0.19-0.21 on Q's feature), and CEM around it places 6.3% (alpha 100) and 6.0%
-    (alpha 1) against 4.5% without it (z = 1.0-1.1): off.'''
+    the same Q-functions, 600 rollouts each): the actor imitates as GCBC does (BC loss 0.14
+    against 0.19-0.21 on Q's feature), and CEM around it places 7.2% (alpha 100) and 6.3%
+    (alpha 1) against 4.8% without it (paired z = 1.9 and 1.3, not established): off.'''
 
 
 @dataclass(frozen=True)
