@@ -1,7 +1,9 @@
 '''Learning really happens: targets, negatives, fitting, goal reaching, baselines, fine-tuning.'''
 
 from dataclasses import replace
+import json
 from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
@@ -278,6 +280,13 @@ def test_an_actor_head_leaves_q_training_unchanged_and_proposes_goal_reaching_ac
     np.testing.assert_equal(rollouts[0], rollouts[1])  # NaN fields equal too
     policy = GoalReachingPolicy.from_checkpoint(paths[True])
     assert policy.has_actor
+    if own_trunk:  # weights with an actor trunk, a config without one: named
+        bad = Path(shutil.copytree(paths[True], tmp_path / 'no_trunk'))
+        meta = json.loads((bad / 'checkpoint.json').read_text())
+        meta['config']['network']['actor_trunk'] = False
+        (bad / 'checkpoint.json').write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match='network.actor_trunk'):
+            GoalReachingPolicy.from_checkpoint(bad)
     assert success_rate(policy) >= 60
     # The actor's own action, without CEM, reaches goals too.
     policy.cem = replace(policy.cem, samples=1, elites=1, iterations=1, proposal_std=1e-6)
