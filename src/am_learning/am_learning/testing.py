@@ -6,7 +6,6 @@ without MuJoCo. Its dynamics: a dot at p in [0.05, 0.95]^2 moves by `step_m` * a
 per step; the other three action dimensions do nothing. Proprioception is (x, y, 0, ..., 0).
 '''
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +160,7 @@ def tiny_config(observation: str = 'image', image_size: int = 32, *, updates: in
 
 
 def train_tiny_checkpoint(out_dir: Path, *, image_size: int = 32, updates: int = 200,
-                          seed: int = 0) -> Path:
+                          seed: int = 0, overrides: dict | None = None) -> Path:
     '''Train a real, tiny image-based AM model on point-world data; returns its checkpoint.
 
     The checkpoint folder is `out_dir` itself (model.safetensors + checkpoint.json), loadable
@@ -170,7 +169,8 @@ def train_tiny_checkpoint(out_dir: Path, *, image_size: int = 32, updates: int =
     from am_learning.train import Trainer
 
     dataset = make_point_dataset(20, 40, image_size=image_size, seed=seed)
-    config = replace(tiny_config('image', image_size, updates=updates, seed=seed))
+    config = tiny_config('image', image_size, updates=updates, seed=seed).with_overrides(
+        overrides or {})
     trainer = Trainer(config, dataset)
     trainer.train()
     return trainer.save(Path(out_dir))

@@ -46,6 +46,9 @@ class PolicyNodeConfig:
                           read_only=True)
     cem_iterations: int = _p(0, 'CEM iterations; 0 keeps the checkpoint default.',
                              read_only=True)
+    use_actor: bool = _p(True, 'With a checkpoint that has an actor head: start CEM at the '
+                         "actor's action; false acts as if the checkpoint had no actor.",
+                         read_only=True)
     seed: int = _p(0, "Seed of the policy's random generator (CEM sampling).", read_only=True)
     torch_threads: int = _p(1, 'torch intra-op threads for acting. 1 is fastest for one '
                             'observation (measured on 2 busy cores: p99 0.8 ms with 1 thread, '

@@ -74,7 +74,8 @@ def load_policy(config: PolicyNodeConfig):
         policy = GoalReachingPolicy.from_checkpoint(
             config.checkpoint, config.device,
             cem_samples=config.cem_samples or None,
-            cem_iterations=config.cem_iterations or None, seed=config.seed)
+            cem_iterations=config.cem_iterations or None, use_actor=config.use_actor,
+            seed=config.seed)
     except (CheckpointError, FileNotFoundError) as exc:
         raise StartupError(f'cannot load checkpoint {config.checkpoint}: {exc}') from exc
     if not policy.uses_images:

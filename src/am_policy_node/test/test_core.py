@@ -196,3 +196,16 @@ def test_capture_goal_uses_the_fresh_camera_image(policy) -> None:
     assert ok and core.goal_source == 'capture' and not core.goal_pending
     np.testing.assert_array_equal(core.goal, core.image)
     assert core.goal is not core.image
+
+
+def test_use_actor_parameter_reaches_the_policy(tmp_path) -> None:
+    '''A checkpoint with an actor head acts with it unless the node's use_actor is false.'''
+    from am_learning.testing import train_tiny_checkpoint
+    from am_policy_node.policy_node import load_policy
+
+    checkpoint = train_tiny_checkpoint(
+        tmp_path, image_size=32, updates=10,
+        overrides={'network.actor_head': True, 'network.actor_trunk': True})
+    for use_actor in (True, False):
+        config = PolicyNodeConfig().with_values(checkpoint=str(checkpoint), use_actor=use_actor)
+        assert load_policy(config).has_actor == use_actor
