@@ -77,26 +77,28 @@ def _with_goal(ckpt, dataset, frames: np.ndarray, goal):
     return state, goal, proprio
 
 
-def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen, feature=None):
-    '''The greedy action at dataset frames for goal states (CEM over Q, or GCBC's output);
-    a Q-network's `feature` of (frames, goal) is encoded here unless given.'''
+def _greedy(ckpt, net, dataset, frames: np.ndarray, goal, gen, feature=None, *,
+            use_actor: bool = True):
+    '''The greedy action at dataset frames for goal states (CEM over Q, around the actor's
+    action where the checkpoint has one, unless use_actor is false; or GCBC's output); a
+    Q-network's `feature` of (frames, goal) is encoded here unless given.'''
     import torch
 
-    from am_learning.cem import cem_maximize
     from am_learning.networks import PolicyNetwork
+    from am_learning.policy import greedy_q_action
 
     with torch.no_grad():
+        inputs = _with_goal(ckpt, dataset, frames, goal)
         if isinstance(net, PolicyNetwork):
-            state, proprio = _inputs(ckpt, dataset, frames)
-            return net(state, goal, proprio)
+            return net(*inputs)
         if feature is None:
-            feature = net.encode(*_with_goal(ckpt, dataset, frames, goal))
-        action, _ = cem_maximize(lambda a: net.logits(feature, a), len(frames),
-                                 dataset.actions.shape[1], ckpt.config.act_cem, gen)
+            feature = net.encode(*inputs)
+        action, _ = greedy_q_action(net, feature, inputs, ckpt.config.act_cem, gen,
+                                    use_actor=use_actor)
         return action
 
 
-def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
+def measure(checkpoint: Path, dataset, samples: int, seed: int, use_actor: bool = True) -> dict:
     import torch
 
     from am_learning.envs.operator import EFFECTOR_POS_DIMS
@@ -109,13 +111,14 @@ def measure(checkpoint: Path, dataset, samples: int, seed: int) -> dict:
     offset = torch.from_numpy(rng.normal(0.0, OFFSET_STD, size=(samples, 3))).float()
     goal = torch.from_numpy(dataset.states[frames]).float()
     goal[:, EFFECTOR_POS_DIMS] += offset
-    action = _greedy(ckpt, net, dataset, frames, goal, gen)
+    action = _greedy(ckpt, net, dataset, frames, goal, gen, use_actor=use_actor)
 
     def cos(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.nn.functional.cosine_similarity(a[:, :3], b[:, :3]).mean())
 
     return {'checkpoint': str(checkpoint), 'agent': ckpt.config.agent, 'updates': ckpt.step,
             'state_ignore': list(ckpt.config.network.state_ignore),
+            'actor_proposal': bool(use_actor and getattr(net, 'actor', None) is not None),
             'towards_goal': cos(action, offset), 'copies_data': cos(action, data_action),
             'data_towards_goal': cos(data_action, offset)}
 
@@ -139,7 +142,8 @@ def _sampled_onsets(dataset, before: int, after: int, samples: int, seed: int) -
 
 
 def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
-                 lead: int = GRASP_LEAD, offsets: tuple[int, ...] = GRASP_OFFSETS) -> dict:
+                 lead: int = GRASP_LEAD, offsets: tuple[int, ...] = GRASP_OFFSETS,
+                 use_actor: bool = True) -> dict:
     '''At frames around the data's grasp onsets, with the goal the state `lead` frames after
     the onset (the object in hand): how often the greedy action closes the gripper, how
     often the data does, and how often they agree.'''
@@ -155,7 +159,8 @@ def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
     rows = []
     for offset in offsets:
         frames = onsets + offset
-        policy = _greedy(ckpt, net, dataset, frames, goal, gen)[:, GRIPPER_INDEX].numpy() > 0
+        greedy = _greedy(ckpt, net, dataset, frames, goal, gen, use_actor=use_actor)
+        policy = greedy[:, GRIPPER_INDEX].numpy() > 0
         data = dataset.actions[frames, GRIPPER_INDEX] > 0
         rows.append({'offset': offset, 'data_closes': float(data.mean()),
                      'policy_closes': float(policy.mean()),
@@ -164,7 +169,7 @@ def grasp_timing(checkpoint: Path, dataset, samples: int, seed: int,
 
 
 def approach_yaw(checkpoint: Path, dataset, samples: int, seed: int, lead: int = GRASP_LEAD,
-                 offsets: tuple[int, ...] = APPROACH_OFFSETS) -> dict:
+                 offsets: tuple[int, ...] = APPROACH_OFFSETS, use_actor: bool = True) -> dict:
     '''At frames before the data's grasp onsets where the data turns the gripper, goal the
     state `lead` frames after the onset: does the greedy yaw step turn the same way, and (for
     Q-functions) how much Q the data's action loses with its yaw or its x/y step reversed.'''
@@ -193,7 +198,7 @@ def approach_yaw(checkpoint: Path, dataset, samples: int, seed: int, lead: int =
         if isinstance(net, QNetwork):
             with torch.no_grad():
                 feature = net.encode(*_with_goal(ckpt, dataset, frames, goal))
-        greedy = _greedy(ckpt, net, dataset, frames, goal, gen, feature)
+        greedy = _greedy(ckpt, net, dataset, frames, goal, gen, feature, use_actor=use_actor)
         row['same_way'] = float((greedy[turning, YAW_INDEX] * data[turning, YAW_INDEX] > 0)
                                 .float().mean())
         if feature is not None:
@@ -222,6 +227,8 @@ def main() -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--name', default='goal_sensitivity', help='report file stem')
     parser.add_argument('--results-dir', type=Path, default=REPO / 'bench' / 'results')
+    parser.add_argument('--no-actor', dest='actor', action='store_false',
+                        help='act as if checkpoints with an actor head had none (CEM alone)')
     parser.add_argument('--notes', default='')
     args = parser.parse_args()
 
@@ -233,9 +240,10 @@ def main() -> None:
     dataset = load_dataset(args.dataset)
     if dataset.states is None:
         raise SystemExit(f'{args.dataset}: the dataset has no state vectors')
-    rows = [measure(c, dataset, args.samples, args.seed) for c in args.checkpoints]
-    grasps = [grasp_timing(c, dataset, args.samples, args.seed) for c in args.checkpoints]
-    yaws = [approach_yaw(c, dataset, args.samples, args.seed) for c in args.checkpoints]
+    common = {'samples': args.samples, 'seed': args.seed, 'use_actor': args.actor}
+    rows = [measure(c, dataset, **common) for c in args.checkpoints]
+    grasps = [grasp_timing(c, dataset, **common) for c in args.checkpoints]
+    yaws = [approach_yaw(c, dataset, **common) for c in args.checkpoints]
     for r, g in zip(rows, grasps):
         print(f'{r["checkpoint"]}: towards goal {r["towards_goal"]:.2f}, copies data '
               f'{r["copies_data"]:.2f} (data towards goal {r["data_towards_goal"]:.2f}); '
@@ -249,7 +257,7 @@ def main() -> None:
         'benchmark': args.name, 'command': 'python ' + ' '.join(sys.argv),
         'date': datetime.date.today().isoformat(), 'machine': machine(),
         'git_commit': git_commit('src/am_learning', 'bench/goal_sensitivity.py'),
-        'dataset': str(args.dataset), 'samples': args.samples,
+        'dataset': str(args.dataset), 'samples': args.samples, 'use_actor': args.actor,
         'metrics': {'runs': rows, 'grasp_timing': grasps,
                     'approach_yaw': yaws}, 'notes': args.notes,
     }
@@ -260,11 +268,13 @@ def main() -> None:
              'Greedy action (xyz) against a goal whose only change is the effector moved '
              f'{OFFSET_STD / 10 * 100:.0f} cm per axis (std), {args.samples} dataset states; '
              'mean cosines.', '',
-             '| checkpoint | agent | updates | ignored state entries | towards goal | '
-             'copies data | data towards goal |', '|---|---|---|---|---|---|---|']
+             '| checkpoint | agent | updates | ignored state entries | CEM around an actor | '
+             'towards goal | copies data | data towards goal |',
+             '|---|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f'| {r["checkpoint"]} | {r["agent"]} | {r["updates"]} | '
-                     f'{r["state_ignore"] or "none"} | {r["towards_goal"]:.2f} | '
+                     f'{r["state_ignore"] or "none"} | {"yes" if r["actor_proposal"] else "no"} | '
+                     f'{r["towards_goal"]:.2f} | '
                      f'{r["copies_data"]:.2f} | {r["data_towards_goal"]:.2f} |')
     lines += ['', f'Grasp timing: the fraction of greedy actions that close the gripper at '
               f"frames around the data's grasp onsets (offset 0: the data's first closing "

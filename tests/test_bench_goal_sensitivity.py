@@ -31,8 +31,9 @@ def dataset() -> EpisodeDataset:
     return ogbench_layout(make_point_dataset(40, 40, image_size=None, seed=0))
 
 
-def train(tmp: Path, dataset: EpisodeDataset, agent: str) -> Path:
-    config = tiny_config('state', updates=600, agent=agent)
+def train(tmp: Path, dataset: EpisodeDataset, agent: str, actor: bool = False) -> Path:
+    config = tiny_config('state', updates=600, agent=agent).with_overrides(
+        {'network.actor_head': actor, 'network.actor_trunk': actor})
     config = replace(config, network=replace(config.network, state_dim=STATE_DIM),
                      relabel=replace(config.relabel, max_cut_length=5))
     trainer = Trainer(config, dataset)
@@ -40,11 +41,17 @@ def train(tmp: Path, dataset: EpisodeDataset, agent: str) -> Path:
     return trainer.save(tmp / agent)
 
 
-@pytest.mark.parametrize('agent', ['gcbc', 'am'])
-def test_a_goal_conditioned_policy_acts_towards_a_moved_effector(tmp_path, dataset, agent):
-    checkpoint = train(tmp_path, dataset, agent)  # am: the greedy action is CEM over Q
+@pytest.mark.parametrize('agent, actor', [('gcbc', False), ('am', False), ('am', True)])
+def test_a_goal_conditioned_policy_acts_towards_a_moved_effector(tmp_path, dataset, agent,
+                                                                 actor):
+    checkpoint = train(tmp_path, dataset, agent, actor)  # am: CEM over Q (around the actor)
     row = goal_sensitivity.measure(checkpoint, dataset, samples=512, seed=0)
     assert row['agent'] == agent and row['updates'] == 600
+    assert row['actor_proposal'] == actor
+    if actor:  # told to, it measures the same checkpoint acting by CEM alone
+        alone = goal_sensitivity.measure(checkpoint, dataset, samples=512, seed=0,
+                                         use_actor=False)
+        assert not alone['actor_proposal'] and alone['towards_goal'] > 0.25, alone
     # The data's action knows nothing of the random offset; the policy steers by it, and
     # the point world's state holds no motion to copy.
     assert abs(row['data_towards_goal']) < 0.1

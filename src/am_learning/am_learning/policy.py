@@ -13,10 +13,11 @@ import torch
 
 from am_learning.cem import cem_maximize
 from am_learning.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from am_learning.config import TrainConfig
+from am_learning.config import CEMConfig, TrainConfig
 from am_learning.networks import PolicyNetwork, QNetwork
 
-__all__ = ['CheckpointError', 'GoalReachingPolicy', 'PolicyStep', 'resize_image']
+__all__ = ['CheckpointError', 'GoalReachingPolicy', 'PolicyStep', 'greedy_q_action',
+           'resize_image']
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,34 @@ def _check_image(name: str, image: np.ndarray) -> np.ndarray:
         raise ValueError(f'{name} must be an (H, W, 3) uint8 RGB image, got '
                          f'shape {image.shape} dtype {image.dtype}')
     return image
+
+
+def greedy_q_action(network: QNetwork, feature: torch.Tensor,
+                    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+                    cem: CEMConfig, generator: torch.Generator, *, use_actor: bool = True,
+                    init_mean: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    '''argmax_a Q(s, a, g) for a batch by CEM: actions (B, A) and their logits (B,).
+
+    `feature` is network.encode(*inputs), inputs = (obs, goal, proprio). With an actor head
+    (and use_actor) CEM starts at the actor's action with `cem.proposal_std`, and the action
+    itself competes with CEM's best; otherwise CEM starts at `init_mean` (None: zero).
+    '''
+    def score(actions: torch.Tensor) -> torch.Tensor:
+        return network.logits(feature, actions)
+
+    batch, device = feature.shape[0], feature.device
+    action_dim = network.cfg.action_dim
+    if not (use_actor and network.actor is not None):
+        return cem_maximize(score, batch, action_dim, cem, generator, device,
+                            init_mean=init_mean)
+    proposal = network.propose(feature, *inputs)  # (B, A)
+    action, logit = cem_maximize(score, batch, action_dim,
+                                 replace(cem, init_std=cem.proposal_std), generator, device,
+                                 init_mean=proposal)
+    proposal_logit = score(proposal.unsqueeze(1))[:, 0]
+    better = proposal_logit > logit
+    return (torch.where(better[:, None], proposal, action),
+            torch.where(better, proposal_logit, logit))
 
 
 class GoalReachingPolicy:
@@ -156,22 +185,10 @@ class GoalReachingPolicy:
             return PolicyStep(action=action.cpu().numpy().astype(np.float32),
                               q_value=float('nan'))
         feature = self.network.encode(obs, goal, prop)  # (1, F), once per observation
-
-        def score(actions: torch.Tensor) -> torch.Tensor:
-            return self.network.logits(feature, actions)
-
-        if self.has_actor:  # CEM around the actor's action, which competes too
-            proposal = self.network.propose(feature, obs, goal, prop)  # (1, A)
-            cem = replace(self.cem, init_std=self.cem.proposal_std)
-            action, logit = cem_maximize(score, 1, self.action_dim, cem, self.generator,
-                                         self.device, init_mean=proposal)
-            proposal_logit = score(proposal.unsqueeze(1))[:, 0]
-            if proposal_logit[0] > logit[0]:
-                action, logit = proposal, proposal_logit
-        else:
-            init_mean = self._previous_action if self.cem.warm_start else None
-            action, logit = cem_maximize(score, 1, self.action_dim, self.cem, self.generator,
-                                         self.device, init_mean=init_mean)
+        action, logit = greedy_q_action(
+            self.network, feature, (obs, goal, prop), self.cem, self.generator,
+            use_actor=self.use_actor,
+            init_mean=self._previous_action if self.cem.warm_start else None)
         self._previous_action = action
         return PolicyStep(action=action[0].cpu().numpy().astype(np.float32),
                           q_value=float(torch.sigmoid(logit[0])))
