@@ -5,11 +5,12 @@ sys.path).
 '''
 
 from pathlib import Path
+import subprocess
 
 from am_learning import provenance
 from am_learning.provenance import machine
 
-__all__ = ['ROOT', 'git_commit', 'machine', 'state_training_args']
+__all__ = ['ROOT', 'git_commit', 'machine', 'run', 'state_training_args']
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,3 +28,13 @@ def state_training_args() -> list[str]:
     from am_learning.envs.operator import JOINT_VELOCITY_DIMS
 
     return ['--set', f'network.state_ignore={list(JOINT_VELOCITY_DIMS)}']
+
+
+def run(cmd: list[str], log: Path) -> None:
+    '''Run one stage command, its output in `log`; raise with the log's tail on failure.'''
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, 'w') as out:
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = log.read_text(errors='replace')[-3000:]
+        raise RuntimeError(f'{" ".join(cmd)} failed ({code}):\n{tail}')

@@ -39,12 +39,11 @@ from pathlib import Path
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import git_commit, machine, state_training_args
+from benchlib import git_commit, machine, run, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,16 +56,6 @@ the rollouts call OGBench's own function.'''
 AGENTS = {'am_chaining': 'true', 'am_no_chaining': 'false'}
 HELDOUT_SEED = 1
 TRAIN_SEED = 0
-
-
-def run(cmd: list[str], log: Path) -> None:
-    '''Run one stage command, its output in `log`; raise with the log's tail on failure.'''
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, 'w') as out:
-        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
-    if code != 0:
-        tail = log.read_text(errors='replace')[-3000:]
-        raise RuntimeError(f'{" ".join(cmd)} failed ({code}):\n{tail}')
 
 
 # --- splitting episodes ---------------------------------------------------------------------

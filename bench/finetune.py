@@ -41,12 +41,11 @@ import json
 import os
 from pathlib import Path
 import shlex
-import subprocess
 import sys
 import time
 from typing import Any
 
-from benchlib import git_commit, machine, state_training_args
+from benchlib import git_commit, machine, run, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,16 +61,6 @@ TASK_SEED_BASE = 700_000
 '''Seeds of the task episodes' starts, far from the evaluation's (1000 * task + rollout).'''
 PUBLISHED = ('Slides, Table 1 (real robot, instance grasping from a small task dataset): '
              'no pre-training 0-4%, AM pre-training + fine-tuning 20-27%.')
-
-
-def run(cmd: list[str], log: Path) -> None:
-    '''Run one stage command, its output in `log`; raise with the log's tail on failure.'''
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, 'w') as out:
-        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
-    if code != 0:
-        tail = log.read_text(errors='replace')[-3000:]
-        raise RuntimeError(f'{" ".join(cmd)} failed ({code}):\n{tail}')
 
 
 # --- the task operator and the task episodes ------------------------------------------------

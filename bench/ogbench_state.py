@@ -25,11 +25,10 @@ import os
 from pathlib import Path
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 
-from benchlib import git_commit, machine, state_training_args
+from benchlib import git_commit, machine, run, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,16 +38,6 @@ PUBLISHED = {
     'cube-single': 'GCIQL 68+-6, GCIVL 53+-4, GCBC 6+-2 (OGBench 2024, same protocol)',
     'scene': 'GCIQL 51+-4, HIQL 38+-3 (OGBench 2024, same protocol)',
 }
-
-
-def run(cmd: list[str], log: Path) -> None:
-    '''Run one stage command, its output in `log`; raise with the log's tail on failure.'''
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, 'w') as out:
-        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
-    if code != 0:
-        tail = log.read_text(errors='replace')[-3000:]
-        raise RuntimeError(f'{" ".join(cmd)} failed ({code}):\n{tail}')
 
 
 def stage_data(args: argparse.Namespace, work: Path) -> Path:
