@@ -1,9 +1,11 @@
-'''What every benchmark report says about where and from what it was measured.
+'''What the scripts in bench/ share: where and from what a report was measured, and
+running one stage command with its log.
 
 Imported by the scripts in bench/ (run as `python bench/<name>.py`, so this folder is on
 sys.path).
 '''
 
+import os
 from pathlib import Path
 import subprocess
 
@@ -30,11 +32,13 @@ def state_training_args() -> list[str]:
     return ['--set', f'network.state_ignore={list(JOINT_VELOCITY_DIMS)}']
 
 
-def run(cmd: list[str], log: Path) -> None:
-    '''Run one stage command, its output in `log`; raise with the log's tail on failure.'''
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    '''Run one stage command, its output in `log`; raise with the log's tail on failure.
+    `env`: variables set for the command on top of this process's environment.'''
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, 'w') as out:
-        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT,
+                               env={**os.environ, **env} if env else None)
     if code != 0:
         tail = log.read_text(errors='replace')[-3000:]
         raise RuntimeError(f'{" ".join(cmd)} failed ({code}):\n{tail}')
