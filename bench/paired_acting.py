@@ -36,8 +36,13 @@ STAGES = ('near', 'lifted', 'attempted')
 
 
 def label(checkpoint: Path) -> str:
-    '''A run's name: the folder above `checkpoint` (am-train's layout), else the folder.'''
-    return checkpoint.parent.name if checkpoint.name == 'checkpoint' else checkpoint.name
+    '''A checkpoint's name: its run's folder (am-train's RUN/checkpoint), RUN_STEP for a
+    learning-curve snapshot (ogbench_state's RUN/curve/STEP), else the folder's name.'''
+    if checkpoint.name == 'checkpoint':
+        return checkpoint.parent.name
+    if checkpoint.parent.name == 'curve':
+        return f'{checkpoint.parent.parent.name}_{checkpoint.name}'
+    return checkpoint.name
 
 
 def evaluate(checkpoint: Path, out: Path, seed: int, extra: list[str], args) -> dict:
@@ -170,6 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(c) for c in args.checkpoints if not c.exists()]
     if missing:
         parser.error(f'no such checkpoint: {", ".join(missing)}')
+    labels = [label(c) for c in args.checkpoints]
+    if len(set(labels)) < len(labels):
+        parser.error(f'checkpoints with the same name {labels}: their evaluations would '
+                     'share folders in --work')
     args.work.mkdir(parents=True, exist_ok=True)
     result = {
         'benchmark': args.name,

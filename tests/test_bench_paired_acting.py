@@ -57,3 +57,11 @@ def test_arms_that_rolled_out_different_tasks_are_refused() -> None:
     b = {'rollout_details': [{'task': 'task1', 'success': True}]}
     with pytest.raises(ValueError, match='same tasks'):
         paired_acting.pair(a, b)
+
+
+def test_checkpoints_are_named_by_their_run() -> None:
+    assert paired_acting.label(Path('/w/runs/am_s2/checkpoint')) == 'am_s2'
+    assert paired_acting.label(Path('/w/runs/am_s2/curve/50000')) == 'am_s2_50000'
+    assert paired_acting.label(Path('/w/ckpt')) == 'ckpt'
+    with pytest.raises(SystemExit):  # two runs' folders called alike: refused
+        paired_acting.main(['/', '/', '--work', '/tmp/unused'])
