@@ -13,6 +13,8 @@ and, measured in the same run, the naive paths each optimisation replaces:
   *_naive_fp32              fp32, no channels_last (state networks always train in fp32)
   *_target_cem              the paper's CEM max in the TD target (32 x 2) instead of `sampled`
   *_width128                the state network at trunk_dim=128, hidden_dims=(128,)
+  *_actor_trunk             with an actor on a trunk of its own (network.actor_head and
+                            network.actor_trunk: what CEM's proposal costs to learn and run)
   cem_act_p99_ms_naive      the trunk recomputed for every CEM sample (full forward)
   cem_act_p99_ms_64x3       QT-Opt's narrower search (64 samples, 3 iterations)
 and on a GPU (--device cuda) also:
@@ -86,6 +88,11 @@ def updates_per_s(configs: dict[str, TrainConfig], dataset: EpisodeDataset, seco
 QT_OPT_CEM = (64, 3)
 '''QT-Opt's act search (samples, iterations), measured beside the default 256 x 4, which
 lifted cube-single success on the GPU-trained checkpoints (bench/results/tuning.md).'''
+
+
+def with_actor_trunk(config: TrainConfig) -> TrainConfig:
+    '''The config with an actor head on a trunk of its own (CEM's learned proposal).'''
+    return replace(config, network=replace(config.network, actor_head=True, actor_trunk=True))
 
 
 def synchronize(device: torch.device) -> None:
@@ -169,17 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         'fast': image_cfg,
         'naive': replace(image_cfg, channels_last=False, autocast_bf16=False),
         'cem': replace(image_cfg, target_max='cem'),
+        'actor': with_actor_trunk(image_cfg),
     }, image_ds, args.seconds, args.rounds)
     metrics['updates_per_s_64px_b128'] = round(r['fast'], 2)
     metrics['updates_per_s_64px_b128_naive_fp32'] = round(r['naive'], 2)
     metrics['updates_per_s_64px_b128_target_cem'] = round(r['cem'], 2)
+    metrics['updates_per_s_64px_b128_actor_trunk'] = round(r['actor'], 2)
     metrics['speedup_64px_bf16_channels_last'] = round(r['fast'] / r['naive'], 2)
     metrics['bf16_native'] = int(native_bf16(torch.device(args.device)))
     if not metrics['bf16_native']:
         notes.append('no native bf16 on this device: the default trains in fp32 here, so the '
                      'speedup is channels_last alone')
     print(f'64px b128: {r["fast"]:.1f} upd/s (fp32 naive {r["naive"]:.1f}, '
-          f'target CEM {r["cem"]:.1f})')
+          f'target CEM {r["cem"]:.1f}, actor trunk {r["actor"]:.1f})')
 
     state_cfg = TrainConfig(network=NetworkConfig(observation='state', state_dim=28,
                                                   proprio_dim=0),
@@ -191,17 +200,20 @@ def main(argv: list[str] | None = None) -> int:
         'fast': state_cfg,
         'cem': replace(state_cfg, target_max='cem'),
         'narrow': narrow,
+        'actor': with_actor_trunk(state_cfg),
     }, state_ds, args.seconds, args.rounds)
     metrics['updates_per_s_state_b256'] = round(r['fast'], 2)
     metrics['updates_per_s_state_b256_target_cem'] = round(r['cem'], 2)
     metrics['updates_per_s_state_b256_width128'] = round(r['narrow'], 2)
+    metrics['updates_per_s_state_b256_actor_trunk'] = round(r['actor'], 2)
     threads = torch.get_num_threads()
     if threads > 1:  # small MLPs: is one thread (no OpenMP hand-offs) faster?
         torch.set_num_threads(1)
         one = updates_per_s({'fast': state_cfg}, state_ds, args.seconds, args.rounds)['fast']
         torch.set_num_threads(threads)
         metrics['updates_per_s_state_b256_1_thread'] = round(one, 2)
-    print(f'state b256: {r["fast"]:.1f} upd/s (target CEM {r["cem"]:.1f})')
+    print(f'state b256: {r["fast"]:.1f} upd/s (target CEM {r["cem"]:.1f}, actor trunk '
+          f'{r["actor"]:.1f})')
     if args.device != 'cpu':
         ogbench = replace(state_cfg, batch_size=1024, network=replace(
             state_cfg.network, trunk_dim=512, hidden_dims=(512, 512), layer_norm=True))
@@ -226,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         policy = GoalReachingPolicy(load_checkpoint(tmp), 'cpu')
         narrow = GoalReachingPolicy(load_checkpoint(tmp), 'cpu', cem_samples=QT_OPT_CEM[0],
                                     cem_iterations=QT_OPT_CEM[1])
+        Trainer(with_actor_trunk(replace(image_cfg, device='cpu')), image_ds).save(tmp)
+        actor = GoalReachingPolicy(load_checkpoint(tmp), 'cpu')
     rng = np.random.default_rng(0)
     lat = act_latencies(policy, args.calls, rng, naive=False)
     lat_narrow = act_latencies(narrow, args.calls, rng, naive=False)
     lat_naive = act_latencies(policy, max(50, args.calls // 5), rng, naive=True)
+    lat_actor = act_latencies(actor, args.calls, rng, naive=False)
     metrics['cem_act_p50_ms'] = round(float(np.percentile(lat, 50)), 3)
     metrics['cem_act_p99_ms'] = round(float(np.percentile(lat, 99)), 3)
     metrics['cem_act_p99_ms_naive'] = round(float(np.percentile(lat_naive, 99)), 3)
@@ -237,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics['cem_act_p99_ms_naive'] / metrics['cem_act_p99_ms'], 1)
     metrics[f'cem_act_p99_ms_{QT_OPT_CEM[0]}x{QT_OPT_CEM[1]}'] = round(
         float(np.percentile(lat_narrow, 99)), 3)
+    metrics['cem_act_p99_ms_actor_trunk'] = round(float(np.percentile(lat_actor, 99)), 3)
     metrics['cem_samples'] = policy.cem.samples
     metrics['cem_iterations'] = policy.cem.iterations
     print(f'act: p50 {metrics["cem_act_p50_ms"]} ms, p99 {metrics["cem_act_p99_ms"]} ms '
