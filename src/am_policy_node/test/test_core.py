@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from am_learning.conventions import ActionScale, action_to_twist
 from am_learning.policy import GoalReachingPolicy
@@ -206,6 +207,7 @@ def test_use_actor_parameter_reaches_the_policy(tmp_path) -> None:
     checkpoint = train_tiny_checkpoint(
         tmp_path, image_size=32, updates=10,
         overrides={'network.actor_head': True, 'network.actor_trunk': True})
-    for use_actor in (True, False):
-        config = PolicyNodeConfig().with_values(checkpoint=str(checkpoint), use_actor=use_actor)
+    for use_actor in (True, False):  # torch_threads as now: load_policy sets it process-wide
+        config = PolicyNodeConfig().with_values(checkpoint=str(checkpoint), use_actor=use_actor,
+                                                torch_threads=torch.get_num_threads())
         assert load_policy(config).has_actor == use_actor
