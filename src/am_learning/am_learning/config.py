@@ -63,9 +63,9 @@ class NetworkConfig:
     the same Q-functions, 600 rollouts each): the actor imitates as GCBC does (BC loss 0.14
     against 0.19-0.21 on Q's feature), and CEM around it places 7.2% (alpha 100) and 6.3%
     (alpha 1) against 4.8% without it (paired z = 1.9 and 1.3); at 100k updates (alpha 100)
-    9.0% against 3.5% (paired z = 2.5, 200 rollouts a side). Session 24, two more training
-    seeds at 100k: 7.0% against 4.3% over 600 rollouts (z = 2.14); pooled over four seeds
-    7.5% against 4.1% (z = 3.1). Off: measured on state vectors only, and an image actor
+    9.0% against 3.5% (paired z = 2.5, 200 rollouts a side). Session 24, three more training
+    seeds at 100k: 7.7% against 4.1% over 900 rollouts (z = 3.49); pooled over five seeds
+    7.9% against 4.0% (z = 4.2). Off: measured on state vectors only, and an image actor
     trains at 0.65x the updates/s (bench/results/epyc_bf16/throughput.md).'''
 
 
