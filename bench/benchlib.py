@@ -12,9 +12,11 @@ import subprocess
 from am_learning import provenance
 from am_learning.provenance import machine
 
-__all__ = ['ROOT', 'git_commit', 'machine', 'run', 'state_training_args']
+__all__ = ['OGBENCH_MAX_STEPS', 'ROOT', 'git_commit', 'machine', 'run', 'state_training_args']
 
 ROOT = Path(__file__).resolve().parents[1]
+OGBENCH_MAX_STEPS = {'cube-single': 200, 'cube-double': 500, 'scene': 750, 'puzzle-3x3': 500}
+'''OGBench's evaluation episode limits (control steps) per manipulation scene.'''
 
 
 def git_commit(*paths: str) -> str:

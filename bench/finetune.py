@@ -45,7 +45,7 @@ import sys
 import time
 from typing import Any
 
-from benchlib import git_commit, machine, run, state_training_args
+from benchlib import OGBENCH_MAX_STEPS, git_commit, machine, run, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ AGENTS = {
     'auxiliary': {'task_weight': 1.0, 'aux_weight': 1.0, 'pretrained': False},
 }
 DEFAULT_AGENTS = ('finetuned', 'scratch', 'auxiliary')
-MAX_STEPS = {'cube-single': 200, 'cube-double': 500}
+MAX_STEPS = {scene: OGBENCH_MAX_STEPS[scene] for scene in ('cube-single', 'cube-double')}
 TASK_SEED_BASE = 700_000
 '''Seeds of the task episodes' starts, far from the evaluation's (1000 * task + rollout).'''
 PUBLISHED = ('Slides, Table 1 (real robot, instance grasping from a small task dataset): '

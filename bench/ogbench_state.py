@@ -28,12 +28,12 @@ import shutil
 import sys
 import time
 
-from benchlib import git_commit, machine, run, state_training_args
+from benchlib import OGBENCH_MAX_STEPS, git_commit, machine, run, state_training_args
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = 'ogbench_state'
-MAX_STEPS = {'cube-single': 200, 'cube-double': 500, 'scene': 750, 'puzzle-3x3': 500}
+MAX_STEPS = OGBENCH_MAX_STEPS
 PUBLISHED = {
     'cube-single': 'GCIQL 68+-6, GCIVL 53+-4, GCBC 6+-2 (OGBench 2024, same protocol)',
     'scene': 'GCIQL 51+-4, HIQL 38+-3 (OGBench 2024, same protocol)',

@@ -8,8 +8,8 @@ For every checkpoint and evaluation seed, am-eval runs the scene's evaluation ta
 (`--rollouts` per task, OGBench's step limit): once with `--a-args`, once with `--b-args`. The
 seed fixes the tasks' starts and goals, so rollout i of one arm and rollout i of the other
 start from the same state towards the same goal: the comparison is paired. Reported per arm:
-successes, and the cube stages (near / lifted / a grasp attempted); between the arms,
-McNemar's test over the starts where exactly one arm succeeded (won, lost,
+successes, and am-eval's cube stages (percent near / lifted / a grasp attempted); between
+the arms, McNemar's test over the starts where exactly one arm succeeded (won, lost,
 z = (won - lost) / sqrt(won + lost); |z| > 1.96 is a difference at the 5% level). A spread
 of a few rollouts in a hundred is what two evaluation seeds of one checkpoint already differ
 by, so two acting rules are compared here and not by their separate success rates.
@@ -27,12 +27,12 @@ from pathlib import Path
 import shlex
 import sys
 
-from benchlib import ROOT, git_commit, machine, run
+from benchlib import OGBENCH_MAX_STEPS, ROOT, git_commit, machine, run
 
 # OGBench's episode limits; point-world is am-eval's toy scene (reach tasks only).
-MAX_STEPS = {'cube-single': 200, 'cube-double': 500, 'scene': 750, 'puzzle-3x3': 500,
-             'point-world': 30}
-STAGES = ('near', 'lifted', 'attempted')
+MAX_STEPS = {**OGBENCH_MAX_STEPS, 'point-world': 30}
+STAGES = ('near', 'lifted', 'attempted_grasp')
+'''Of am-eval's cube_stages_pct: the gripper came near a cube, lifted one, closed at all.'''
 
 
 def label(checkpoint: Path) -> str:
@@ -59,13 +59,6 @@ def evaluate(checkpoint: Path, out: Path, seed: int, extra: list[str], args) -> 
     return json.loads((out / 'eval.json').read_text())
 
 
-def stages(details: list[dict]) -> dict[str, int]:
-    '''Rollouts whose gripper came near a cube, lifted one, attempted a grasp.'''
-    return {'near': sum(d['cube_near'] for d in details),
-            'lifted': sum(d['cube_lifted'] for d in details),
-            'attempted': sum(d['grasp_attempts'] > 0 for d in details)}
-
-
 def mcnemar(a: list[bool], b: list[bool]) -> dict:
     '''Paired comparison of two success lists over the same starts.'''
     if len(a) != len(b):
@@ -84,17 +77,23 @@ def pair(report_a: dict, report_b: dict) -> tuple[list[bool], list[bool]]:
     return [d['success'] for d in a], [d['success'] for d in b]
 
 
+def _stages(report: dict) -> dict[str, float] | None:
+    '''am-eval's cube stages (percent of rollouts); None where no rollout had a cube.'''
+    pct = report.get('cube_stages_pct')
+    return {s: pct[s] for s in STAGES} if pct else None
+
+
 def compare(args) -> dict:
     arms = {args.a_name: shlex.split(args.a_args), args.b_name: shlex.split(args.b_args)}
     jobs = [(ckpt, seed, arm) for ckpt in args.checkpoints for seed in args.seeds
             for arm in arms]
+
     def one(job):
         ckpt, seed, arm = job
-        out = args.work / f'{label(ckpt)}_{seed}_{arm}'
-        report = evaluate(ckpt, out, seed, arms[arm], args)
+        name = f'{label(ckpt)}_{seed}_{arm}'
+        report = evaluate(ckpt, args.work / name, seed, arms[arm], args)
         details = report['rollout_details']
-        print(f'{label(ckpt)} seed {seed} {arm}: {sum(d["success"] for d in details)} of '
-              f'{len(details)}', flush=True)
+        print(f'{name}: {sum(d["success"] for d in details)} of {len(details)}', flush=True)
         return report
 
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -108,8 +107,8 @@ def compare(args) -> dict:
             all_b += b
             cells.append({'run': label(ckpt), 'step': ra['checkpoint_step'], 'seed': seed,
                           'rollouts': len(a), args.a_name: sum(a), args.b_name: sum(b),
-                          'stages': {args.a_name: stages(ra['rollout_details']),
-                                     args.b_name: stages(rb['rollout_details'])},
+                          'stages_pct': {arm: _stages(r) for arm, r in
+                                         ((args.a_name, ra), (args.b_name, rb))},
                           'paired': mcnemar(a, b)})
     n = len(all_a)
     dataset = args.scene.replace('-', '_')
@@ -130,10 +129,12 @@ def write_markdown(path: Path, result: dict, a: str, b: str) -> None:
              f'Arms: **{a}** (`{result["arms"][a] or "(default)"}`) against **{b}** '
              f'(`{result["arms"][b] or "(default)"}`), the same checkpoints, the same starts.', '',
              f'| run | updates | eval seed | rollouts | {a} | {b} | won | lost | z | '
-             f'{a}: near / lifted / attempted | {b}: near / lifted / attempted |',
+             f'{a}: near / lifted / attempted, % | {b}: near / lifted / attempted, % |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for c in m['cells']:
-        sa, sb = (' / '.join(str(c['stages'][arm][s]) for s in STAGES) for arm in (a, b))
+        sa, sb = ('-' if c['stages_pct'][arm] is None else
+                  ' / '.join(f'{c["stages_pct"][arm][s]:.0f}' for s in STAGES)
+                  for arm in (a, b))
         lines.append(f'| {c["run"]} | {c["step"]} | {c["seed"]} | {c["rollouts"]} | {c[a]} | '
                      f'{c[b]} | {c["paired"]["won"]} | {c["paired"]["lost"]} | '
                      f'{c["paired"]["z"]} | {sa} | {sb} |')
