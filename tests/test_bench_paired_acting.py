@@ -65,3 +65,20 @@ def test_checkpoints_are_named_by_their_run() -> None:
     assert paired_acting.label(Path('/w/ckpt')) == 'ckpt'
     with pytest.raises(SystemExit):  # two runs' folders called alike: refused
         paired_acting.main(['/', '/', '--work', '/tmp/unused'])
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--a-name', 'x', '--b-name', 'x'], 'must differ'),
+    (['--rollouts', '0'], 'must be >= 1'),
+])
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, capsys, extra, message):
+    work = tmp_path / 'work'
+    with pytest.raises(SystemExit):
+        paired_acting.main([str(tmp_path), '--work', str(work), *extra])
+    assert message in capsys.readouterr().err and not work.exists()
+
+
+def test_a_missing_checkpoint_is_named(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        paired_acting.main([str(tmp_path / 'nope'), '--work', str(tmp_path / 'work')])
+    assert 'no such checkpoint' in capsys.readouterr().err
